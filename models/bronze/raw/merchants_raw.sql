@@ -1,0 +1,24 @@
+{{ config(pre_hook="{{ assert_source_not_empty(source('raw', 'merchants')) }}") }}
+
+with
+
+source_rows as (
+
+    select * from {{ source('raw', 'merchants') }}
+
+),
+
+final as (
+
+    select
+        cast(merchant_id as {{ dbt.type_string() }}) as merchant_id,
+        cast(merchant_name as {{ dbt.type_string() }}) as merchant_name,
+        cast(merchant_category as {{ dbt.type_string() }}) as merchant_category,
+        cast(country as {{ dbt.type_string() }}) as country,
+        {{ source_lineage_columns() }},
+        {{ load_timestamp() }} as loaded_at
+    from source_rows
+
+)
+
+select * from final

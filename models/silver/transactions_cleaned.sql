@@ -1,0 +1,65 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key='transaction_id',
+        on_schema_change='fail',
+    )
+}}
+
+{#-
+    Valid transactions, one row per transaction_id. Incremental: each run takes the bronze rows
+    loaded since the last run and merges them on transaction_id, so a late or corrected delivery
+    of a transaction (same id in a later file) updates it in place. Within one run the latest
+    file wins; within one file the first valid row wins and later conflicting versions are
+    rejected (see transactions_validated).
+-#}
+
+with
+
+validated as (
+
+    select * from {{ ref('transactions_validated') }}
+    where
+        rejection_reasons is null
+        {% if is_incremental() %}
+            and loaded_at > (select max(loaded_at) from {{ this }})
+        {% endif %}
+
+),
+
+latest_version as (
+
+    select
+        validated.*,
+        row_number() over (
+            partition by transaction_id
+            order by source_file_name desc, source_row_number asc
+        ) as version_rank
+    from validated
+
+),
+
+final as (
+
+    select
+        transaction_id,
+        customer_id,
+        merchant_id,
+        transaction_at,
+        amount,
+        currency,
+        transaction_type,
+        merchant_category,
+        device_id,
+        ip_address,
+        is_fraud,
+        source_file_name,
+        source_row_number,
+        loaded_at
+    from latest_version
+    where version_rank = 1
+
+)
+
+select * from final
