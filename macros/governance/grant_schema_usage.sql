@@ -1,16 +1,21 @@
 {#-
     dbt's `grants` config grants on relations only; a reader also needs the schema (USAGE on
-    PostgreSQL and Snowflake, USE SCHEMA on Databricks; USE CATALOG too on Unity Catalog).
-    Run at the end of every run (on-run-end). The grantees of each schema are derived from the
-    models' own `grants` config, so the access matrix is declared once, in dbt_project.yml.
+    PostgreSQL and Snowflake, USE SCHEMA on Databricks) and, on the warehouses, the database /
+    catalog that holds it (USAGE on the Snowflake database, USE CATALOG on Unity Catalog).
+    Run at the end of every run (on-run-end) for the schemas the run built (`schemas`). The
+    grantees of each schema are every role that any model of that schema grants anything to, so
+    the access matrix is declared once, in dbt_project.yml. Grantees are quoted and validated by
+    quote_grantee; a grant that fails (unknown role, missing privilege) fails the run.
+    analyses/governance_dcl.sql renders the same statements without a connection.
 -#}
 {% macro schema_grantees() -%}
     {%- set grantees_by_schema = {} -%}
     {%- for node in graph.nodes.values()
-            if node.resource_type == 'model' and node.config.enabled and node.config.grants -%}
+            if node.resource_type == 'model' and node.config.enabled
+            and node.config.materialized != 'ephemeral' and node.config.grants -%}
         {%- set grantees = grantees_by_schema.setdefault(node.schema, []) -%}
         {%- for privilege, roles in node.config.grants.items() -%}
-            {%- for role in ([roles] if roles is string else roles) if role not in grantees -%}
+            {%- for role in ([roles] if roles is string else (roles or [])) if role not in grantees -%}
                 {%- do grantees.append(role) -%}
             {%- endfor -%}
         {%- endfor -%}
@@ -35,10 +40,15 @@
 
 {% macro snowflake__grant_schema_usage(schemas) -%}
     {%- set grantees_by_schema = schema_grantees() -%}
+    {%- set database_grantees = [] -%}
     {%- for schema in grantees_by_schema if schema in schemas -%}
         {%- for role in grantees_by_schema[schema] %}
+            {%- if role not in database_grantees %}{% do database_grantees.append(role) %}{% endif %}
     grant usage on schema {{ target.database }}.{{ schema }} to role {{ quote_grantee(role) }};
         {%- endfor -%}
+    {%- endfor -%}
+    {%- for role in database_grantees %}
+    grant usage on database {{ target.database }} to role {{ quote_grantee(role) }};
     {%- endfor -%}
 {%- endmacro %}
 

@@ -15,7 +15,7 @@ customers as (
 ranked as (
 
     select
-        customers.*,
+        *,
         row_number() over (
             partition by customer_id
             order by source_file_name, source_row_number

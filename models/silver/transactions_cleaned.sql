@@ -22,7 +22,7 @@ validated as (
     select * from {{ ref('transactions_validated') }}
     where
         rejection_reasons is null
-        {% if is_incremental() %}
+    {% if is_incremental() %}
             and loaded_at > (select max(loaded_at) from {{ this }})
         {% endif %}
 
@@ -31,7 +31,7 @@ validated as (
 latest_version as (
 
     select
-        validated.*,
+        *,
         row_number() over (
             partition by transaction_id
             order by source_file_name desc, source_row_number asc

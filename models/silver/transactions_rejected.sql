@@ -20,7 +20,7 @@ validated as (
     select * from {{ ref('transactions_validated') }}
     where
         rejection_reasons is not null
-        {% if is_incremental() %}
+    {% if is_incremental() %}
             and loaded_at > (select max(loaded_at) from {{ this }})
         {% endif %}
 

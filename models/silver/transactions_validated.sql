@@ -40,33 +40,57 @@ with_copy_number as (
         transactions.*,
         row_number() over (
             partition by
-                source_file_name, transaction_id, customer_id, merchant_id, transaction_at,
-                amount, currency, transaction_type, merchant_category, device_id, ip_address,
-                is_fraud
-            order by source_row_number
+                transactions.source_file_name,
+                transactions.transaction_id,
+                transactions.customer_id,
+                transactions.merchant_id,
+                transactions.transaction_at,
+                transactions.amount,
+                transactions.currency,
+                transactions.transaction_type,
+                transactions.merchant_category,
+                transactions.device_id,
+                transactions.ip_address,
+                transactions.is_fraud
+            order by transactions.source_row_number
         ) as copy_number
     from transactions
+
+),
+
+with_known_keys as (
+
+    select
+        with_copy_number.*,
+        customers.customer_id is not null as has_known_customer,
+        merchants.merchant_id is not null as has_known_merchant
+    from with_copy_number
+    left join customers
+        on with_copy_number.customer_id = customers.customer_id
+    left join merchants
+        on with_copy_number.merchant_id = merchants.merchant_id
 
 ),
 
 checked as (
 
     select
-        with_copy_number.*,
+        *,
         case
             when copy_number > 1 then ', exact_duplicate'
             else
                 case when transaction_id is null then ', missing_transaction_id' else '' end
-                || case when with_copy_number.customer_id is null then ', missing_customer_id' else '' end
-                || case when with_copy_number.merchant_id is null then ', missing_merchant_id' else '' end
+                || case when customer_id is null then ', missing_customer_id' else '' end
+                || case when merchant_id is null then ', missing_merchant_id' else '' end
                 || case when transaction_at is null then ', missing_timestamp' else '' end
                 || case when amount is null then ', missing_amount' else '' end
                 || case when amount <= 0 then ', non_positive_amount' else '' end
                 || case
-                    when currency is null
+                    when
+                        currency is null
                         or currency not in (
                             {%- for currency in var('accepted_currencies') -%}
-                                '{{ currency }}'{{ ', ' if not loop.last }}
+                            '{{ currency }}'{{ ', ' if not loop.last }}
                             {%- endfor -%}
                         )
                         then ', unknown_currency'
@@ -78,31 +102,28 @@ checked as (
                     else ''
                 end
                 || case
-                    when with_copy_number.customer_id is not null and customers.customer_id is null
+                    when customer_id is not null and not has_known_customer
                         then ', orphan_customer_id'
                     else ''
                 end
                 || case
-                    when with_copy_number.merchant_id is not null and merchants.merchant_id is null
+                    when merchant_id is not null and not has_known_merchant
                         then ', orphan_merchant_id'
                     else ''
                 end
         end as failed_checks
-    from with_copy_number
-    left join customers
-        on with_copy_number.customer_id = customers.customer_id
-    left join merchants
-        on with_copy_number.merchant_id = merchants.merchant_id
+    from with_known_keys
 
 ),
 
 with_conflicts as (
 
     select
-        checked.*,
+        *,
         failed_checks
         || case
-            when failed_checks = ''
+            when
+                failed_checks = ''
                 and row_number() over (
                     partition by source_file_name, transaction_id, (failed_checks = '')
                     order by source_row_number

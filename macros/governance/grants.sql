@@ -1,0 +1,78 @@
+{#-
+    Overrides of dbt's grant SQL (dispatch puts fraud_detection before dbt), so that every grantee
+    of a `grants` config goes through quote_grantee (validated, quoted for the adapter) and every
+    privilege through validate_privilege; dbt's own versions join the names into the statement
+    raw (PostgreSQL, Snowflake) or quote them without validation (Databricks).
+
+    apply_grants also drops privileges with no grantee: dbt_project.yml spells "all privileges"
+    out as one key per privilege and gives an empty list to the keys that do not exist on the
+    current adapter (trigger on Snowflake, modify off Databricks, ...). Without the empty keys
+    dbt's comparison with the warehouse's grants ("All grants are in place") stays exact, so an
+    incremental run neither revokes nor re-grants anything.
+
+    Only the three adapters that apply grants are overridden: DuckDB keeps its own no-op.
+-#}
+
+{% macro fraud_detection_grantee_list(grantees) -%}
+    {%- set quoted = [] -%}
+    {%- for grantee in ([grantees] if grantees is string else grantees) -%}
+        {%- do quoted.append(quote_grantee(grantee)) -%}
+    {%- endfor -%}
+    {{ return(quoted) }}
+{%- endmacro %}
+
+{% macro fraud_detection_nonempty_grants(grant_config) -%}
+    {%- set cleaned = {} -%}
+    {%- for privilege, grantees in (grant_config or {}).items() -%}
+        {%- set grantees = [grantees] if grantees is string else (grantees or []) -%}
+        {%- if grantees | length > 0 -%}
+            {%- do cleaned.update({privilege: grantees}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(cleaned) }}
+{%- endmacro %}
+
+{#- PostgreSQL -#}
+
+{% macro postgres__apply_grants(relation, grant_config, should_revoke=True) -%}
+    {{ return(dbt.default__apply_grants(
+        relation, fraud_detection_nonempty_grants(grant_config), should_revoke)) }}
+{%- endmacro %}
+
+{%- macro postgres__get_grant_sql(relation, privilege, grantees) -%}
+    grant {{ validate_privilege(privilege) }} on {{ relation.render() }} to {{ fraud_detection_grantee_list(grantees) | join(', ') }}
+{%- endmacro -%}
+
+{%- macro postgres__get_revoke_sql(relation, privilege, grantees) -%}
+    revoke {{ validate_privilege(privilege) }} on {{ relation.render() }} from {{ fraud_detection_grantee_list(grantees) | join(', ') }}
+{%- endmacro -%}
+
+{#- Snowflake: one grantee per statement (dbt-snowflake's choice), to a role. -#}
+
+{% macro snowflake__apply_grants(relation, grant_config, should_revoke=True) -%}
+    {{ return(dbt.default__apply_grants(
+        relation, fraud_detection_nonempty_grants(grant_config), should_revoke)) }}
+{%- endmacro %}
+
+{%- macro snowflake__get_grant_sql(relation, privilege, grantees) -%}
+    grant {{ validate_privilege(privilege) }} on {{ relation.render() }} to role {{ fraud_detection_grantee_list(grantees) | join(', role ') }}
+{%- endmacro -%}
+
+{%- macro snowflake__get_revoke_sql(relation, privilege, grantees) -%}
+    revoke {{ validate_privilege(privilege) }} on {{ relation.render() }} from role {{ fraud_detection_grantee_list(grantees) | join(', role ') }}
+{%- endmacro -%}
+
+{#- Databricks (Unity Catalog): one grantee per statement (dbt-spark's choice), backticks. -#}
+
+{% macro databricks__apply_grants(relation, grant_config, should_revoke=True) -%}
+    {{ return(dbt.default__apply_grants(
+        relation, fraud_detection_nonempty_grants(grant_config), should_revoke)) }}
+{%- endmacro %}
+
+{%- macro databricks__get_grant_sql(relation, privilege, grantees) -%}
+    grant {{ validate_privilege(privilege) }} on {{ relation.render() }} to {{ fraud_detection_grantee_list(grantees) | join(', ') }}
+{%- endmacro -%}
+
+{%- macro databricks__get_revoke_sql(relation, privilege, grantees) -%}
+    revoke {{ validate_privilege(privilege) }} on {{ relation.render() }} from {{ fraud_detection_grantee_list(grantees) | join(', ') }}
+{%- endmacro -%}
