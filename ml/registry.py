@@ -9,10 +9,16 @@ benchmark so they never touch the main job's registry) or with the standard
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,3 +78,105 @@ def ensure_experiment(settings: MlflowSettings, name: str = EXPERIMENT_NAME) -> 
     if experiment is not None:
         return experiment.experiment_id
     return client.create_experiment(name, artifact_location=settings.artifact_location)
+
+
+MODEL_SHORT_NAMES = {
+    "random_forest": RANDOM_FOREST_MODEL,
+    "isolation_forest": ISOLATION_FOREST_MODEL,
+    "fraud_detection_random_forest": RANDOM_FOREST_MODEL,
+    "fraud_detection_isolation_forest": ISOLATION_FOREST_MODEL,
+}
+
+
+def resolve_model_name(name: str) -> str:
+    """Full registered-model name for a short name (``random_forest``); other names unchanged."""
+    return MODEL_SHORT_NAMES.get(name.strip().lower(), name.strip())
+
+
+# --------------------------------------------------------------------------------------------
+# Extensions used by training (ml.training), scoring (ml.scoring), promotion and monitoring.
+# --------------------------------------------------------------------------------------------
+
+# Default order in which gold.fraud_scores looks for the scoring alias (first hit wins): the
+# supervised model when one has been promoted, else the unsupervised one.
+SCORING_MODEL_NAMES: tuple[str, ...] = (RANDOM_FOREST_MODEL, ISOLATION_FOREST_MODEL)
+
+# MLflow 3 saves scikit-learn models with skops, which refuses to load any type that is not
+# trusted explicitly. Our pipelines are StandardScaler + IsolationForest / RandomForest; skops
+# trusts scikit-learn estimators and numpy by default, and the only extra type they contain is
+# the compiled tree structure. Listed here (stored in the MLmodel file, so loading in any
+# process uses the same list); safety is never disabled globally.
+SKOPS_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
+
+# Artifact paths inside a training run (relative to the run's artifact root).
+MODEL_ARTIFACT_NAME = "model"
+SCALER_ARTIFACT_PATH = "scaler/scaler.skops"
+CLASSIFICATION_REPORT_ARTIFACT = "classification_report.txt"
+REFERENCE_ARTIFACT_PATH = "reference/training_features.parquet"
+TOP_ANOMALIES_ARTIFACT = "top_anomalies.csv"
+
+# One process-wide lock around MLflow writes: dbt runs the two training models in parallel
+# threads of one process, and the sqlite store does not like concurrent writers (nor two
+# threads creating the experiment at once).
+MLFLOW_WRITE_LOCK = threading.RLock()
+
+
+def git_commit(path: Path = PROJECT_ROOT) -> str:
+    """``git rev-parse HEAD`` of the project, or ``'unknown'`` outside a git work tree."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def _is_missing(exc: MlflowException) -> bool:
+    return exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+
+
+def latest_version(name: str, client: MlflowClient | None = None) -> ModelVersion | None:
+    """The highest version number of a registered model; None if it has no version (or does
+    not exist). Connection and permission errors propagate."""
+    client = client or MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return None
+        raise
+    if not versions:
+        return None
+    return max(versions, key=lambda v: int(v.version))
+
+
+def version_by_alias(
+    name: str, alias: str, client: MlflowClient | None = None
+) -> ModelVersion | None:
+    """The version carrying ``alias``; None when the model or the alias does not exist.
+    Connection and permission errors propagate."""
+    client = client or MlflowClient()
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return None
+        raise
+
+
+def model_uri(name: str, version: int | str) -> str:
+    """``models:/<name>/<version>``."""
+    return f"models:/{name}/{version}"
+
+
+def load_sklearn_model(name: str, version: int | str) -> Any:
+    """Load a registered scikit-learn pipeline (skops, with the trusted types saved in it)."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(model_uri(name, version))

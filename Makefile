@@ -1,0 +1,98 @@
+# Two commands matter: `make run` (the main job on embedded DuckDB) and `make test` (every check).
+# Both set themselves up from scratch: a virtual environment with the pinned lock file.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+export DBT_PROFILES_DIR := $(CURDIR)
+export DBT_PROJECT_DIR := $(CURDIR)
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export MPLBACKEND := Agg
+
+# Main job sizes (override: make run CUSTOMERS=50000 TRANSACTIONS=2000000)
+CUSTOMERS ?= 20000
+TRANSACTIONS ?= 500000
+DAYS ?= 90
+RAW_DIR ?= data/raw
+
+# Test runs never touch the main job's warehouse or registry.
+TEST_DIR := $(CURDIR)/.test-run
+TEST_ENV := FRAUD_WAREHOUSE_DIR=$(TEST_DIR)/warehouse FRAUD_MLFLOW_DIR=$(TEST_DIR)/mlflow
+TEST_VARS := {rf_min_fraud_customers: 10}
+
+.PHONY: help setup lock data build run lint dbt-test test bench clean mlflow-ui
+
+help:
+	@echo "make run    generate data, build, train, promote, score, monitor (DuckDB)"
+	@echo "make test   sqlfluff, ruff, dbt build on the small fixture, parse for warehouses, pytest"
+	@echo "make bench  benchmark harness (see README)"
+
+$(STAMP):
+	rm -f $(VENV)/.installed-*
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+setup: $(STAMP)
+
+# Refresh the lock file from pyproject.toml's ranges in a throwaway venv.
+lock:
+	rm -rf /tmp/fraud-lock-venv && $(PYTHON) -m venv /tmp/fraud-lock-venv
+	/tmp/fraud-lock-venv/bin/pip install --quiet ".[dev]"
+	{ echo "# Exact versions tested on Python 3.11 (pip freeze of a fresh venv: \`make lock\` regenerates)."; \
+	  /tmp/fraud-lock-venv/bin/pip freeze --exclude fraud-detection; } > requirements.lock
+
+data: setup
+	$(BIN)/python -m ml.datagen --customers $(CUSTOMERS) --transactions $(TRANSACTIONS) \
+	    --days $(DAYS) --out $(RAW_DIR)
+
+# fraud-promote exits 1 when the gates refuse (expected, recorded) and 2 on errors (fatal).
+REFUSED_IS_OK = { rc=$$?; test $$rc -eq 1 && echo "(promotion refused: gate table above; decision recorded)"; }
+
+# The main job: build → train → promote (gates printed) → score with the champion → monitor.
+run: data
+	mkdir -p warehouse
+	@echo "== 1/5 dbt build: bronze → silver → gold, train and register models"
+	$(BIN)/dbt build --exclude fraud_scores+ --vars '{raw_data_path: $(RAW_DIR)}'
+	@echo "== 2/5 promotion: supervised model, then the unsupervised one (its refusal is expected and recorded)"
+	$(BIN)/fraud-promote --model random_forest --candidate latest || $(REFUSED_IS_OK)
+	$(BIN)/fraud-promote --model isolation_forest --candidate latest || $(REFUSED_IS_OK)
+	@echo "== 3/5 dbt build: score every customer with the champion, append the prediction audit log"
+	$(BIN)/dbt build --select fraud_scores+ --vars '{raw_data_path: $(RAW_DIR)}'
+	@echo "== 4/5 model metrics"
+	$(BIN)/fraud-metrics
+	@echo "== 5/5 monitoring (exit 1 = a threshold breached, 3 = no predictions: reported, not fatal here)"
+	$(BIN)/fraud-monitor || { rc=$$?; test $$rc -ne 2 && echo "(monitoring alert: exit $$rc, see the report above)"; }
+
+lint: setup
+	$(BIN)/ruff check .
+	mkdir -p $(TEST_DIR)/lint
+	FRAUD_WAREHOUSE_DIR=$(TEST_DIR)/lint $(BIN)/sqlfluff lint models tests/dbt analyses
+
+# dbt on the committed small fixture, plus offline parse for the production adapters.
+dbt-test: setup
+	rm -rf $(TEST_DIR)/warehouse $(TEST_DIR)/mlflow && mkdir -p $(TEST_DIR)/warehouse
+	$(TEST_ENV) $(BIN)/dbt build --target test --vars '$(TEST_VARS)'
+	$(TEST_ENV) $(BIN)/dbt docs generate --target test --vars '$(TEST_VARS)' > /dev/null
+	$(BIN)/dbt parse --target databricks --no-partial-parse > /dev/null
+	$(BIN)/dbt parse --target snowflake --no-partial-parse > /dev/null
+	@echo "dbt parse OK for databricks and snowflake (no connection)"
+
+test: lint dbt-test
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/fraud-bench $(BENCH_ARGS)
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf target logs warehouse .mlflow reports $(TEST_DIR) dbt_packages
