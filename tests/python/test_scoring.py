@@ -1,0 +1,326 @@
+"""Scoring: confidence, risk bands, reason codes (hand-built cases with known answers), model
+resolution policy (fake registry client), audit rows."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
+from sklearn.ensemble import IsolationForest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ml import registry, scoring
+from ml.features import FEATURE_COLUMNS
+
+RF = registry.RANDOM_FOREST_MODEL
+IF = registry.ISOLATION_FOREST_MODEL
+
+
+# ------------------------------------------------------------------ confidence and risk bands
+
+
+def test_confidence_is_zero_on_the_threshold_and_one_at_the_extremes() -> None:
+    scores = np.array([0.0, 0.3, 0.6, 0.8, 1.0])
+    flagged = scores > 0.6
+    conf = scoring.confidence(scores, 0.6, flagged)
+    np.testing.assert_allclose(conf, [1.0, 0.5, 0.0, 0.5, 1.0])
+
+
+def test_classifier_confidence_is_distance_from_one_half() -> None:
+    p = np.array([0.0, 0.25, 0.5, 0.9])
+    conf = scoring.confidence(p, 0.5, scoring.flag(p, 0.5, scoring.CLASSIFIER_KIND))
+    np.testing.assert_allclose(conf, np.abs(2 * p - 1))
+
+
+def test_risk_bands_follow_the_documented_thresholds() -> None:
+    flagged = np.array([True, True, True, False, False, False])
+    conf = np.array([0.5, 0.49, 0.0, 0.19, 0.2, 1.0])
+    assert scoring.risk_bands(flagged, conf).tolist() == [
+        "critical",
+        "high",
+        "high",
+        "medium",
+        "low",
+        "low",
+    ]
+
+
+def test_isolation_forest_flags_match_predict() -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(300, 16)), columns=list(FEATURE_COLUMNS))
+    pipe = Pipeline(
+        [
+            ("scaler", StandardScaler()),
+            ("model", IsolationForest(contamination=0.05, random_state=0)),
+        ]
+    ).fit(X)
+    scores = scoring.score_function(pipe)(X)
+    threshold = scoring.decision_threshold(pipe)
+    flagged = scoring.flag(scores, threshold, scoring.model_kind(pipe))
+    np.testing.assert_array_equal(flagged, pipe.predict(X) == -1)
+    assert np.all((scores > 0) & (scores <= 1))
+
+
+# ------------------------------------------------------------------------------ reason codes
+
+
+def hand_built() -> pd.DataFrame:
+    """Five customers; customer 4 is extreme on max amount and tenure."""
+    data = {name: np.full(5, 10.0) for name in FEATURE_COLUMNS}
+    data["max_transaction_amount"] = np.array([100.0, 110.0, 120.0, 130.0, 4950.0])
+    data["total_spend"] = np.array([1000.0, 1000.0, 1000.0, 1000.0, 1600.0])
+    data["customer_tenure_days"] = np.array([400.0, 500.0, 600.0, 700.0, 10.0])
+    return pd.DataFrame(data)
+
+
+def linear_score(X: pd.DataFrame) -> np.ndarray:
+    # More anomalous with a larger max amount, more spend, shorter tenure.
+    return (
+        0.001 * X["max_transaction_amount"].to_numpy()
+        + 0.0001 * X["total_spend"].to_numpy()
+        - 0.002 * X["customer_tenure_days"].to_numpy()
+    )
+
+
+def test_ablation_contribution_equals_the_known_linear_effect() -> None:
+    X = hand_built()
+    contributions = scoring.ablation_contributions(linear_score, X)
+    # contribution = w * (x - median): medians 120, 1000, 500
+    np.testing.assert_allclose(
+        contributions["max_transaction_amount"], 0.001 * (X["max_transaction_amount"] - 120.0)
+    )
+    np.testing.assert_allclose(contributions["total_spend"], 0.0001 * (X["total_spend"] - 1000))
+    np.testing.assert_allclose(
+        contributions["customer_tenure_days"], -0.002 * (X["customer_tenure_days"] - 500.0)
+    )
+    untouched = [
+        c
+        for c in FEATURE_COLUMNS
+        if c not in {"max_transaction_amount", "total_spend", "customer_tenure_days"}
+    ]
+    assert (contributions[untouched] == 0).all().all()
+
+
+def test_reason_codes_rank_positive_contributions_with_details() -> None:
+    X = hand_built()
+    reasons = scoring.reason_codes(scoring.ablation_contributions(linear_score, X), X)
+    extreme = reasons.iloc[4]
+    # 0.001 * 4830 = 4.83 > -0.002 * (10 - 500) = 0.98 > 0.0001 * 600 = 0.06
+    assert extreme["reason_1"] == "max_transaction_amount"
+    assert extreme["reason_2"] == "customer_tenure_days"
+    assert extreme["reason_3"] == "total_spend"
+    assert extreme["reason_1_detail"] == (
+        "max_transaction_amount = 4,950.00 vs population median 120.00 (90th percentile)"
+    )
+    assert extreme["reason_2_detail"] == (
+        "customer_tenure_days = 10 vs population median 500 (10th percentile)"
+    )
+    # customer 2 sits on every median: nothing pushes it towards anomalous
+    assert reasons.iloc[2][["reason_1", "reason_2", "reason_3"]].isna().all()
+    # customer 0: only the short tenure (400 < 500) pushes it up; a smaller max amount does not
+    assert reasons.iloc[0]["reason_1"] == "customer_tenure_days"
+    assert pd.isna(reasons.iloc[0]["reason_2"])
+
+
+def test_ablation_with_a_real_isolation_forest_finds_the_planted_outlier() -> None:
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(0.0, 1.0, size=(500, 16)), columns=list(FEATURE_COLUMNS))
+    X.loc[7, "high_value_transaction_rate"] = 12.0
+    pipe = Pipeline([("scaler", StandardScaler()), ("model", IsolationForest(random_state=0))])
+    pipe.fit(X)
+    score_fn = scoring.score_function(pipe)
+    reasons = scoring.reason_codes(scoring.ablation_contributions(score_fn, X), X)
+    assert reasons.loc[7, "reason_1"] == "high_value_transaction_rate"
+    assert "(99.9th percentile)" in reasons.loc[7, "reason_1_detail"]
+
+
+def test_ordinal_percentiles() -> None:
+    assert scoring.format_reason_detail("total_spend", 1234.5, 10, 1.0).endswith("(1st percentile)")
+    assert scoring.format_reason_detail("total_spend", 1, 1, 22.0).endswith("(22nd percentile)")
+    assert scoring.format_reason_detail("total_spend", 1, 1, 13.0).endswith("(13th percentile)")
+    assert scoring.format_reason_detail("total_spend", 1, 1, 99.74).endswith("(99.7th percentile)")
+
+
+def test_score_customers_columns_and_single_batch_timestamp() -> None:
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame(rng.lognormal(size=(200, 16)), columns=list(FEATURE_COLUMNS))
+    pipe = Pipeline([("scaler", StandardScaler()), ("model", IsolationForest(random_state=0))])
+    pipe.fit(X)
+    features = X.copy()
+    features.insert(0, "customer_id", [f"C{i}" for i in range(200)])
+    model = scoring.ResolvedModel(IF, 3, "run-1", None, scoring.SELECTION_FALLBACK)
+
+    out = scoring.score_customers(features, pipe, model, "batch-1").scores
+
+    assert tuple(out.columns) == scoring.SCORES_COLUMNS
+    assert len(out) == 200 and out["customer_id"].is_unique
+    assert out["scored_at"].nunique() == 1
+    assert out["fraud_probability"].isna().all()
+    assert set(out["risk_band"]) <= set(scoring.RISK_BANDS)
+    assert out["confidence"].between(0, 1).all()
+    assert (out["model_version"] == 3).all() and (out["scoring_batch_id"] == "batch-1").all()
+    np.testing.assert_array_equal(out["is_anomaly"], pipe.predict(X) == -1)
+
+
+# --------------------------------------------------------------------------- model resolution
+
+
+@dataclass
+class FakeVersion:
+    name: str
+    version: str
+    run_id: str
+
+
+class FakeClient:
+    """Registry double: {name: {version: alias list}}; ``broken`` raises like a dead server."""
+
+    def __init__(self, models: dict[str, dict[int, list[str]]], broken: bool = False) -> None:
+        self.models = models
+        self.broken = broken
+
+    def _check(self) -> None:
+        if self.broken:
+            raise ConnectionError("connection refused")
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> FakeVersion:
+        self._check()
+        for version, aliases in self.models.get(name, {}).items():
+            if alias in aliases:
+                return FakeVersion(name, str(version), f"run-{name[-6:]}-{version}")
+        raise MlflowException(f"alias {alias} not found", error_code=INVALID_PARAMETER_VALUE)
+
+    def search_model_versions(self, filter_string: str) -> list[FakeVersion]:
+        self._check()
+        name = filter_string.split("'")[1]
+        return [FakeVersion(name, str(v), f"run-{v}") for v in self.models.get(name, {})]
+
+    def get_model_version(self, name: str, version: str) -> FakeVersion:
+        self._check()
+        if int(version) not in self.models.get(name, {}):
+            raise MlflowException("not found", error_code=RESOURCE_DOES_NOT_EXIST)
+        return FakeVersion(name, version, f"run-{version}")
+
+
+def settings(**kwargs: Any) -> scoring.ScoringSettings:
+    return scoring.ScoringSettings(**kwargs)
+
+
+def test_first_name_with_the_alias_wins() -> None:
+    client = FakeClient({RF: {1: [], 2: ["champion"]}, IF: {4: ["champion"]}})
+    resolved = scoring.resolve_scoring_model(settings(), client)
+    assert (resolved.name, resolved.version, resolved.selection) == (RF, 2, "alias")
+    assert resolved.alias == "champion"
+
+    client = FakeClient({RF: {1: []}, IF: {4: ["champion"], 5: []}})
+    resolved = scoring.resolve_scoring_model(settings(), client)
+    assert (resolved.name, resolved.version) == (IF, 4)
+
+
+def test_fallback_to_latest_isolation_forest_on_allowed_targets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = FakeClient({RF: {1: []}, IF: {1: [], 3: [], 2: []}})
+    with caplog.at_level(logging.WARNING, logger="ml.scoring"):
+        resolved = scoring.resolve_scoring_model(settings(target="test"), client)
+    assert (resolved.name, resolved.version) == (IF, 3)
+    assert resolved.selection == "fallback_latest_unvalidated"
+    assert resolved.alias is None
+    assert "UNVALIDATED" in caplog.text and IF in caplog.text
+
+
+def test_no_alias_on_a_strict_target_is_an_error_naming_models_and_alias() -> None:
+    client = FakeClient({RF: {1: []}, IF: {1: []}})
+    with pytest.raises(scoring.ModelResolutionError) as info:
+        scoring.resolve_scoring_model(settings(target="prod", alias="champion"), client)
+    message = str(info.value)
+    assert "'champion'" in message and RF in message and IF in message and "'prod'" in message
+
+
+def test_fallback_needs_a_version() -> None:
+    with pytest.raises(scoring.ModelResolutionError, match="has no registered version"):
+        scoring.resolve_scoring_model(settings(target="local"), FakeClient({}))
+
+
+def test_pinned_version() -> None:
+    client = FakeClient({IF: {1: [], 2: ["champion"]}})
+    resolved = scoring.resolve_scoring_model(
+        settings(model_names=(IF,), pinned_version=1, target="prod"), client
+    )
+    assert (resolved.version, resolved.selection, resolved.alias) == (1, "pinned_version", None)
+    with pytest.raises(scoring.ModelResolutionError, match=r"version 9 .*does not exist"):
+        scoring.resolve_scoring_model(settings(model_names=(IF,), pinned_version=9), client)
+    with pytest.raises(scoring.ModelResolutionError, match="pins a version of ONE model"):
+        scoring.resolve_scoring_model(settings(pinned_version=1), client)
+
+
+def test_unreachable_registry_names_model_and_alias() -> None:
+    with pytest.raises(scoring.ModelResolutionError) as info:
+        scoring.resolve_scoring_model(settings(), FakeClient({}, broken=True))
+    assert f"{RF}@champion" in str(info.value) and "connection refused" in str(info.value)
+
+
+def test_settings_from_dbt_vars() -> None:
+    parsed = scoring.ScoringSettings.from_mapping(
+        {
+            "scoring_model_names": "isolation_forest, b",
+            "scoring_alias": None,
+            "scoring_model_version": "4",
+            "unvalidated_fallback_targets": [],
+        },
+        target="ci",
+    )
+    assert parsed.model_names == (IF, "b")
+    assert parsed.alias == "champion" and parsed.pinned_version == 4
+    assert parsed.fallback_targets == () and parsed.target == "ci"
+    default = scoring.ScoringSettings.from_mapping({}, target="local")
+    assert default.model_names == (RF, IF) and default.fallback_targets == ("local", "test")
+
+
+# ---------------------------------------------------------------------------------- audit log
+
+
+def scores_frame(batch: str = "b1") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "anomaly_score": [0.7, 0.3],
+            "is_anomaly": [True, False],
+            "confidence": [0.4, 0.5],
+            "risk_band": ["high", "low"],
+            "model_name": [IF, IF],
+            "model_version": [2, 2],
+            "model_alias": [None, None],
+            "selection": ["alias", "alias"],
+            "scored_at": [datetime(2026, 11, 1, 12)] * 2,
+            "scoring_batch_id": [batch, batch],
+        }
+    )
+
+
+def test_prediction_ids_are_deterministic_and_distinct() -> None:
+    first = scoring.prediction_log_rows(scores_frame(), "inv-1")
+    again = scoring.prediction_log_rows(scores_frame(), "inv-2")
+    other_batch = scoring.prediction_log_rows(scores_frame("b2"), "inv-2")
+    assert first["prediction_id"].tolist() == again["prediction_id"].tolist()
+    assert first["prediction_id"].is_unique
+    assert set(first["prediction_id"]).isdisjoint(other_batch["prediction_id"])
+    assert tuple(first.columns) == scoring.AUDIT_COLUMNS
+    assert first["score"].tolist() == [0.7, 0.3]
+    assert (first["prediction_timestamp"] == pd.Timestamp("2026-11-01 12:00")).all()
+
+
+def test_not_yet_logged_keeps_only_new_ids() -> None:
+    rows = scoring.prediction_log_rows(scores_frame(), "inv")
+    assert scoring.not_yet_logged(rows, rows["prediction_id"].tolist()).empty
+    kept = scoring.not_yet_logged(rows, rows["prediction_id"].tolist()[:1])
+    assert kept["customer_id"].tolist() == ["C2"]
+    assert scoring.sql_string_list(["a", "o'k"]) == "'a', 'o''k'"
