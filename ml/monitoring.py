@@ -72,29 +72,13 @@ import yaml
 
 from ml import promotion, registry
 from ml import warehouse as wh_mod
+from ml.features import FEATURE_COLUMNS
 
 DEFAULT_CONFIG = registry.PROJECT_ROOT / "config" / "monitoring.yml"
 DEFAULT_OUTPUT = registry.PROJECT_ROOT / "reports" / "monitoring" / "latest"
 REFERENCE_ARTIFACT = registry.REFERENCE_ARTIFACT_PATH  # reference/training_features.parquet
 REFERENCE_SCORE_COLUMN = "anomaly_score"
-FEATURES: tuple[str, ...] = (
-    "total_transactions",
-    "total_spend",
-    "avg_transaction_amount",
-    "stddev_transaction_amount",
-    "min_transaction_amount",
-    "max_transaction_amount",
-    "unique_merchant_categories",
-    "unique_merchants",
-    "weekend_transactions",
-    "high_value_transactions",
-    "customer_tenure_days",
-    "amount_volatility",
-    "max_to_avg_ratio",
-    "weekend_transaction_rate",
-    "high_value_transaction_rate",
-    "avg_transactions_per_day",
-)
+FEATURES: tuple[str, ...] = FEATURE_COLUMNS
 CHARTS = ("volume_per_day", "anomaly_rate", "feature_psi", "score_distribution")
 
 EXIT_OK = 0

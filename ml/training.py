@@ -193,6 +193,29 @@ class TrainingContext:
     git_commit: str = field(default_factory=registry.git_commit)
 
 
+def dbt_training_inputs(
+    features_relation: Any,
+    labels_relation: Any,
+    settings: Mapping[str, Any],
+    invocation_id: str | None,
+    target_name: str,
+    input_relations: tuple[str, ...],
+) -> tuple[pd.DataFrame, pd.DataFrame, TrainingContext]:
+    """What both training dbt models hand over: features, labels (from the ``dbt.ref``
+    relations, which stay literal in the model files so dbt sees the dependencies) and the run
+    context."""
+    from ml.features import current_dbt_invocation_id, to_pandas
+
+    context = TrainingContext(
+        dbt_invocation_id=current_dbt_invocation_id(invocation_id),
+        dbt_target=target_name,
+        input_relations=input_relations,
+        tracking_uri=settings.get("mlflow_tracking_uri"),
+        registry_uri=settings.get("mlflow_registry_uri"),
+    )
+    return to_pandas(features_relation), to_pandas(labels_relation), context
+
+
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
 # ---------------------------------------------------------------------------------------------

@@ -2,28 +2,9 @@
 gold.fraud_scores. Rows already logged (same deterministic prediction_id) are never added
 again, so rerunning without rescoring appends nothing. See _audit__models.yml."""
 
-import os
-import sys
-
-
-def _ensure_ml_importable():
-    """dbt runs this file from a temporary copy: put the project root on sys.path when the
-    project's ``ml`` package is not pip-installed (``pip install -e .`` makes this a no-op)."""
-    try:
-        import ml  # noqa: F401
-    except ModuleNotFoundError:
-        try:
-            from dbt.flags import get_flags
-
-            root = getattr(get_flags(), "PROJECT_DIR", None) or os.getcwd()
-        except Exception:
-            root = os.getcwd()
-        sys.path.insert(0, os.path.abspath(str(root)))
-
 
 def model(dbt, session):
     configured_invocation_id = dbt.config.meta_get("dbt_invocation_id")
-    _ensure_ml_importable()
     from ml.features import current_dbt_invocation_id, to_pandas
     from ml.scoring import not_yet_logged, prediction_log_rows, sql_string_list
 

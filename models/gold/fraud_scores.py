@@ -2,30 +2,11 @@
 ml.scoring.resolve_scoring_model (alias, pinned version or first-run fallback) and adds
 confidence, risk band and reason codes. Settings: dbt vars, see _fraud_scores.yml."""
 
-import os
-import sys
-
-
-def _ensure_ml_importable():
-    """dbt runs this file from a temporary copy: put the project root on sys.path when the
-    project's ``ml`` package is not pip-installed (``pip install -e .`` makes this a no-op)."""
-    try:
-        import ml  # noqa: F401
-    except ModuleNotFoundError:
-        try:
-            from dbt.flags import get_flags
-
-            root = getattr(get_flags(), "PROJECT_DIR", None) or os.getcwd()
-        except Exception:
-            root = os.getcwd()
-        sys.path.insert(0, os.path.abspath(str(root)))
-
 
 def model(dbt, session):
     settings = dbt.config.meta_get("ml_settings", {})  # dbt renders the YAML mapping natively
     configured_invocation_id = dbt.config.meta_get("dbt_invocation_id")
     target_name = dbt.config.meta_get("dbt_target", "unknown")
-    _ensure_ml_importable()
     from ml.features import current_dbt_invocation_id, to_pandas
     from ml.scoring import ScoringSettings, run_scoring
 

@@ -2,24 +2,6 @@
 appends one row per training (or skip) to ml_models.random_forest_training_runs.
 Settings: dbt vars, see _ml__models.yml."""
 
-import os
-import sys
-
-
-def _ensure_ml_importable():
-    """dbt runs this file from a temporary copy: put the project root on sys.path when the
-    project's ``ml`` package is not pip-installed (``pip install -e .`` makes this a no-op)."""
-    try:
-        import ml  # noqa: F401
-    except ModuleNotFoundError:
-        try:
-            from dbt.flags import get_flags
-
-            root = getattr(get_flags(), "PROJECT_DIR", None) or os.getcwd()
-        except Exception:
-            root = os.getcwd()
-        sys.path.insert(0, os.path.abspath(str(root)))
-
 
 def _relation_name(name):
     """``catalog.schema.table`` of a ref, from dbt's generated ``ref`` of this module."""
@@ -27,23 +9,18 @@ def _relation_name(name):
 
 
 def model(dbt, session):
+    from ml.training import RandomForestParams, dbt_training_inputs, train_random_forest
+
     settings = dbt.config.meta_get("ml_settings", {})  # dbt renders the YAML mapping natively
     configured_invocation_id = dbt.config.meta_get("dbt_invocation_id")
     target_name = dbt.config.meta_get("dbt_target", "unknown")
-    _ensure_ml_importable()
-    from ml.features import current_dbt_invocation_id, to_pandas
-    from ml.training import RandomForestParams, TrainingContext, train_random_forest
-
-    features = to_pandas(dbt.ref("transaction_features"))
-    labels = to_pandas(dbt.ref("customer_fraud_labels"))
-    context = TrainingContext(
-        dbt_invocation_id=current_dbt_invocation_id(configured_invocation_id),
-        dbt_target=target_name,
-        input_relations=(
-            _relation_name("transaction_features"),
-            _relation_name("customer_fraud_labels"),
-        ),
-        tracking_uri=settings.get("mlflow_tracking_uri"),
-        registry_uri=settings.get("mlflow_registry_uri"),
+    features, labels, context = dbt_training_inputs(
+        dbt.ref("transaction_features"),
+        dbt.ref("customer_fraud_labels"),
+        settings,
+        configured_invocation_id,
+        target_name,
+        (_relation_name("transaction_features"), _relation_name("customer_fraud_labels")),
     )
-    return train_random_forest(features, labels, RandomForestParams.from_mapping(settings), context)
+    params = RandomForestParams.from_mapping(settings)
+    return train_random_forest(features, labels, params, context)
