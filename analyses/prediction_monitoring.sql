@@ -1,6 +1,8 @@
 {#- The original notebook's monitoring query, unchanged except for relation names: daily volume,
     anomaly rate and average confidence per model and version. `dbt compile --select
-    prediction_monitoring` renders it for the current target. -#}
+    prediction_monitoring` renders it for the current target (Python models, and so this
+    analysis, exist only on adapters that run them). -#}
+{{ config(enabled=target.type in ['duckdb', 'databricks', 'snowflake']) }}
 
 with
 

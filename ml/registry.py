@@ -66,8 +66,17 @@ def configure(
     settings = resolve_settings(tracking_uri, registry_uri)
     if settings.tracking_uri.startswith("sqlite:"):
         local_mlflow_dir().mkdir(parents=True, exist_ok=True)
+    # mlflow also exports both URIs to os.environ (for subprocesses). Put the caller's
+    # environment back, so that MLFLOW_*_URI keep meaning "set by the user" and a later call
+    # in the same process (another dbt model, another test) resolves its own settings.
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     return settings
 
 

@@ -162,8 +162,9 @@ class DbtProject:
         """An ``MlflowClient`` on this project's registry (also sets the global URIs)."""
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        from ml import registry
+
+        registry.configure(self.tracking_uri, self.tracking_uri)
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
 
