@@ -213,9 +213,10 @@ def small_build(tmp_path_factory: pytest.TempPathFactory, small_raw_data: Path) 
     return project
 
 
-def _mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated sqlite registry, made once per session (same location convention as
-    tests/python/test_promotion.py, so both share it)."""
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated sqlite registry, made once per session (migrations take seconds);
+    tests copy it instead of migrating their own."""
     folder = tmp_path_factory.getbasetemp() / "mlflow-template"
     database = folder / "mlflow.db"
     if not database.exists():
@@ -230,11 +231,11 @@ def _mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def fresh_mlflow_dir(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
     folder = tmp_path / "mlflow"
     folder.mkdir()
-    shutil.copy(_mlflow_template(tmp_path_factory), folder / "mlflow.db")
+    shutil.copy(mlflow_template, folder / "mlflow.db")
     monkeypatch.setenv("FRAUD_MLFLOW_DIR", str(folder))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
@@ -80,24 +79,6 @@ def test_ks_statistic() -> None:
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-
-
-def migrated_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, fully migrated sqlite registry, made once per pytest session (migrations take
-    seconds) and copied by each test; shared with test_promotion.py through the base temp dir."""
-    folder = tmp_path_factory.getbasetemp() / "mlflow-template"
-    database = folder / "mlflow.db"
-    if not database.exists():
-        staging = tmp_path_factory.mktemp("mlflow-template-staging")
-        mlflow.MlflowClient(tracking_uri=f"sqlite:///{staging / 'mlflow.db'}").search_experiments()
-        with contextlib.suppress(FileExistsError, OSError):
-            staging.rename(folder)
-    return database
-
-
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_registry(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
