@@ -27,3 +27,12 @@
 {% macro load_timestamp() -%}
     cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }})
 {%- endmacro %}
+
+{#-
+    The newest load batch already in an incremental model (`loaded_at > {{ max_loaded_at(this) }}`
+    selects the batches not yet processed). An existing but empty table answers the epoch, not
+    null: `loaded_at > null` would silently skip every new row.
+-#}
+{% macro max_loaded_at(relation) -%}
+    (select coalesce(max(loaded_at), cast('1970-01-01 00:00:00' as {{ dbt.type_timestamp() }})) from {{ relation }})
+{%- endmacro %}

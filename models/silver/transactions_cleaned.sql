@@ -23,7 +23,7 @@ validated as (
     where
         rejection_reasons is null
     {% if is_incremental() %}
-            and loaded_at > (select max(loaded_at) from {{ this }})
+            and loaded_at > {{ max_loaded_at(this) }}
         {% endif %}
 
 ),

@@ -21,7 +21,7 @@ validated as (
     where
         rejection_reasons is not null
     {% if is_incremental() %}
-            and loaded_at > (select max(loaded_at) from {{ this }})
+            and loaded_at > {{ max_loaded_at(this) }}
         {% endif %}
 
 ),

@@ -1,9 +1,19 @@
-{{ config(materialized='ephemeral') }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+    )
+}}
 
 {#-
-    Every bronze transaction row with the reasons it fails validation (empty when it passes).
+    Every bronze transaction row with the reasons it fails validation (null when it passes).
     Shared by transactions_cleaned (valid rows) and transactions_rejected (the rest), so a row
-    can only ever land in one of them. Checks, in order:
+    can only ever land in one of them; materialised once so the checks run once per row, not
+    once per reader. Incremental (exception to the folder's `table`): each run validates only
+    the bronze rows loaded since the last run. Every check is either per row or within one
+    file, and bronze loads a file once, so validating new loads alone gives the same result as
+    validating everything. Checks, in order:
       exact_duplicate         identical to an earlier row of the same file
       missing_transaction_id / missing_customer_id / missing_merchant_id / missing_timestamp
       missing_amount / non_positive_amount
@@ -19,6 +29,9 @@ with
 transactions as (
 
     select * from {{ ref('transactions_raw') }}
+    {% if is_incremental() %}
+        where loaded_at > {{ max_loaded_at(this) }}
+    {% endif %}
 
 ),
 

@@ -161,9 +161,7 @@ def test_late_correction_updates_in_place_and_still_reconciles(sql_build: DbtPro
     transaction_id = original.transaction_id[0]
     source = pq.read_table(raw / "transactions" / "batch_0000.parquet")
     row = source.filter(pa.compute.equal(source["transaction_id"], transaction_id)).slice(0, 1)
-    corrected = row.set_column(
-        row.schema.get_field_index("amount"), "amount", pa.array([1234.56])
-    )
+    corrected = row.set_column(row.schema.get_field_index("amount"), "amount", pa.array([1234.56]))
     bad = row.set_column(
         row.schema.get_field_index("transaction_id"), "transaction_id", pa.array(["T_BAD_1"])
     )
@@ -174,8 +172,7 @@ def test_late_correction_updates_in_place_and_still_reconciles(sql_build: DbtPro
     sql_build.run("build", "--select", *SQL_LAYERS)
 
     updated = sql_build.query(
-        "select amount, source_file_name from silver.transactions_cleaned "
-        "where transaction_id = ?",
+        "select amount, source_file_name from silver.transactions_cleaned where transaction_id = ?",
         [transaction_id],
     )
     assert len(updated) == 1
