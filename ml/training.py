@@ -28,6 +28,7 @@ pipeline itself is the logged model ``model``, registered under ``ml.registry`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -102,6 +103,8 @@ TRAINING_RUN_SCHEMA: dict[str, str] = {
     "training_data_fingerprint": "string",
     "git_commit": "string",
     "mlflow_tracking_uri": "string",
+    "n_transactions": "Int64",
+    "training_config_fingerprint": "string",
 }
 
 
@@ -180,6 +183,35 @@ class RandomForestParams:
         return _from_mapping(cls, values, "rf_")
 
 
+RETRAIN_MODES = ("auto", "always")
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """When a build retrains a model (dbt vars ``retrain_<name>``).
+
+    ``mode='always'`` trains at every build. ``'auto'`` (default) trains when there is no
+    earlier training, when the model's parameters or feature list changed, when the last
+    training is older than ``max_age_days``, or when the training data moved by at least
+    ``min_data_change`` (relative change in transactions or customers behind the features);
+    otherwise the build records a ``skipped`` row with the reason and scoring keeps using the
+    registered model. Identical data never retrains (the fit would be identical too)."""
+
+    mode: str = "auto"
+    min_data_change: float = 0.05
+    max_age_days: float = 7.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in RETRAIN_MODES:
+            raise ValueError(f"retrain_mode must be one of {RETRAIN_MODES}, got {self.mode!r}")
+        if self.min_data_change < 0 or self.max_age_days < 0:
+            raise ValueError("retrain_min_data_change and retrain_max_age_days must be >= 0")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> RetrainPolicy:
+        return _from_mapping(cls, values, "retrain_")
+
+
 @dataclass(frozen=True)
 class TrainingContext:
     """Where a training run comes from and goes to."""
@@ -237,6 +269,73 @@ def rf_training_decision(n_fraud_customers: int, min_fraud_customers: int) -> st
         f"the random forest needs at least {min_fraud_customers} "
         "(var rf_min_fraud_customers)"
     )
+
+
+def training_config_fingerprint(params: Any) -> str:
+    """sha256 of what defines a model besides its data: the parameters and the feature list."""
+    payload = json.dumps(
+        {"params": asdict(params), "features": list(FEATURE_COLUMNS)},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _relative_change(now: float, before: Any) -> float:
+    if before is None or pd.isna(before):
+        return math.inf
+    before = float(before)
+    return abs(now - before) / before if before else (0.0 if now == before else math.inf)
+
+
+def retraining_decision(
+    previous: Mapping[str, Any] | None,
+    *,
+    data_fingerprint: str,
+    config_fingerprint: str,
+    n_transactions: int,
+    n_customers: int,
+    now: datetime,
+    policy: RetrainPolicy,
+) -> str | None:
+    """The retrain rule of :class:`RetrainPolicy`: None = train; otherwise the skip reason.
+    ``previous`` is the last ``trained`` row of the model's ``*_training_runs`` table."""
+    if policy.mode == "always" or previous is None:
+        return None
+    if previous.get("training_config_fingerprint") != config_fingerprint:
+        return None
+    trained_at = pd.Timestamp(previous["trained_at"]).to_pydatetime().replace(tzinfo=None)
+    age_days = (now.replace(tzinfo=None) - trained_at).total_seconds() / 86_400
+    if age_days > policy.max_age_days:
+        return None
+    since = f"since run {previous.get('run_id')} (version {previous.get('model_version')})"
+    if previous.get("training_data_fingerprint") == data_fingerprint:
+        return f"training data unchanged {since}"
+    change = max(
+        _relative_change(n_transactions, previous.get("n_transactions")),
+        _relative_change(n_customers, previous.get("n_customers")),
+    )
+    if change >= policy.min_data_change:
+        return None
+    return (
+        f"training data changed by {change:.2%} {since}, {age_days:.2f} day(s) ago: below "
+        f"retrain_min_data_change {policy.min_data_change:.0%} and within retrain_max_age_days "
+        f"{policy.max_age_days:g} (--vars '{{retrain_mode: always}}' retrains)"
+    )
+
+
+def last_trained_run(session: Any, relation: Any) -> dict[str, Any] | None:
+    """The newest ``trained`` row of a ``*_training_runs`` table (``dbt.this`` of an
+    incremental run) through the model's session (DuckDB, Spark or Snowpark), or None."""
+    from ml.features import to_pandas
+
+    rows = to_pandas(
+        session.sql(
+            f"select * from {relation} where status = '{STATUS_TRAINED}' "
+            "order by trained_at desc limit 1"
+        )
+    )
+    return None if rows.empty else dict(rows.iloc[0])
 
 
 def evaluation_metrics(
@@ -615,15 +714,63 @@ def _report(y_true: np.ndarray, y_pred: np.ndarray, header: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _run_identity(
+    model_name: str,
+    features: pd.DataFrame,
+    y: np.ndarray,
+    fingerprint: str,
+    params: Any,
+    context: TrainingContext,
+) -> dict[str, Any]:
+    """The columns every ``*_training_runs`` row carries, trained or skipped."""
+    return {
+        "model_name": model_name,
+        "n_customers": len(features),
+        "n_fraud_customers": int(y.sum()),
+        "n_transactions": int(features["total_transactions"].sum()),
+        "dbt_invocation_id": context.dbt_invocation_id,
+        "training_data_fingerprint": fingerprint,
+        "training_config_fingerprint": training_config_fingerprint(params),
+        "git_commit": context.git_commit,
+        "mlflow_tracking_uri": registry.resolve_settings(context.tracking_uri).tracking_uri,
+    }
+
+
+def _retrain_skip(
+    identity: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    policy: RetrainPolicy | None,
+) -> pd.DataFrame | None:
+    """The ``skipped`` row when the retrain policy says the registered model is still current."""
+    reason = retraining_decision(
+        previous,
+        data_fingerprint=identity["training_data_fingerprint"],
+        config_fingerprint=identity["training_config_fingerprint"],
+        n_transactions=identity["n_transactions"],
+        n_customers=identity["n_customers"],
+        now=_utc_now(),
+        policy=policy or RetrainPolicy(),
+    )
+    if reason is None:
+        return None
+    logger.info("%s not retrained: %s", identity["model_name"], reason)
+    return training_run_row(
+        status=STATUS_SKIPPED, skip_reason=reason, trained_at=_utc_now(), **identity
+    )
+
+
 def train_isolation_forest(
     features: pd.DataFrame,
     labels: pd.DataFrame,
     params: IsolationForestParams | None = None,
     context: TrainingContext | None = None,
+    previous: Mapping[str, Any] | None = None,
+    policy: RetrainPolicy | None = None,
 ) -> pd.DataFrame:
     """Fit scaler+IsolationForest on every customer, evaluate against the fraud labels, log
     params / metrics / plots / artifacts / drift reference to MLflow, register the model as
-    ``registry.ISOLATION_FOREST_MODEL``; return the one-row ``TRAINING_RUN_SCHEMA`` frame."""
+    ``registry.ISOLATION_FOREST_MODEL``; return the one-row ``TRAINING_RUN_SCHEMA`` frame.
+    With ``previous`` (the last trained row) the :class:`RetrainPolicy` may skip the fit."""
     params = params or IsolationForestParams()
     context = context or TrainingContext()
     started = time.perf_counter()
@@ -636,6 +783,12 @@ def train_isolation_forest(
         )
     y = join_labels(features, labels).to_numpy()
     fingerprint = training_data_fingerprint(features)
+    identity = _run_identity(
+        registry.ISOLATION_FOREST_MODEL, features, y, fingerprint, params, context
+    )
+    skipped = _retrain_skip(identity, previous, policy)
+    if skipped is not None:
+        return skipped
 
     fit_started = time.perf_counter()
     pipeline = build_isolation_forest(params).fit(X)
@@ -729,21 +882,15 @@ def train_isolation_forest(
     )
     return training_run_row(
         run_id=run_id,
-        model_name=registry.ISOLATION_FOREST_MODEL,
         model_version=version,
         status=STATUS_TRAINED,
         trained_at=_utc_now(),
-        n_customers=len(X),
-        n_fraud_customers=int(y.sum()),
         n_train=len(X),
         n_test=len(X),
         evaluation_set="all_customers_unsupervised",
         fit_seconds=fit_seconds,
         training_seconds=time.perf_counter() - started,
-        dbt_invocation_id=context.dbt_invocation_id,
-        training_data_fingerprint=fingerprint,
-        git_commit=context.git_commit,
-        mlflow_tracking_uri=registry.resolve_settings(context.tracking_uri).tracking_uri,
+        **identity,
         **{k: metrics[k] for k in (*EVALUATION_METRICS, "n_anomalies_detected", "anomaly_rate")},
     )
 
@@ -758,10 +905,13 @@ def train_random_forest(
     labels: pd.DataFrame,
     params: RandomForestParams | None = None,
     context: TrainingContext | None = None,
+    previous: Mapping[str, Any] | None = None,
+    policy: RetrainPolicy | None = None,
 ) -> pd.DataFrame:
     """Supervised model, trained only with enough labels (``rf_training_decision``): stratified
     split, SMOTE on the training part, scaler+RF pipeline, metrics on the untouched test part,
-    logged and registered as ``registry.RANDOM_FOREST_MODEL``. Too few fraudulent customers:
+    logged and registered as ``registry.RANDOM_FOREST_MODEL``. Too few fraudulent customers, or
+    a :class:`RetrainPolicy` that keeps the model of ``previous`` (the last trained row):
     nothing is logged and the row says ``status='skipped'`` with the reason."""
     params = params or RandomForestParams()
     context = context or TrainingContext()
@@ -771,16 +921,7 @@ def train_random_forest(
     y = join_labels(features, labels).to_numpy()
     fingerprint = training_data_fingerprint(features)
     n_fraud = int(y.sum())
-    tracking_uri = registry.resolve_settings(context.tracking_uri).tracking_uri
-    common = {
-        "model_name": registry.RANDOM_FOREST_MODEL,
-        "n_customers": len(X),
-        "n_fraud_customers": n_fraud,
-        "dbt_invocation_id": context.dbt_invocation_id,
-        "training_data_fingerprint": fingerprint,
-        "git_commit": context.git_commit,
-        "mlflow_tracking_uri": tracking_uri,
-    }
+    common = _run_identity(registry.RANDOM_FOREST_MODEL, features, y, fingerprint, params, context)
     skip_reason = rf_training_decision(n_fraud, params.min_fraud_customers)
     if skip_reason is None and len(X) - n_fraud < 2:
         skip_reason = "fewer than 2 non-fraudulent customers: nothing to contrast"
@@ -789,6 +930,9 @@ def train_random_forest(
         return training_run_row(
             status=STATUS_SKIPPED, skip_reason=skip_reason, trained_at=_utc_now(), **common
         )
+    skipped = _retrain_skip(common, previous, policy)
+    if skipped is not None:
+        return skipped
 
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=params.test_size, stratify=y, random_state=params.split_random_state

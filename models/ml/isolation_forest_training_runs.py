@@ -8,7 +8,13 @@ def _relation_name(name):
 
 
 def model(dbt, session):
-    from ml.training import IsolationForestParams, dbt_training_inputs, train_isolation_forest
+    from ml.training import (
+        IsolationForestParams,
+        RetrainPolicy,
+        dbt_training_inputs,
+        last_trained_run,
+        train_isolation_forest,
+    )
 
     settings = dbt.config.meta_get("ml_settings", {})  # dbt renders the YAML mapping natively
     configured_invocation_id = dbt.config.meta_get("dbt_invocation_id")
@@ -22,4 +28,7 @@ def model(dbt, session):
         (_relation_name("transaction_features"), _relation_name("customer_fraud_labels")),
     )
     params = IsolationForestParams.from_mapping(settings)
-    return train_isolation_forest(features, labels, params, context)
+    # The retrain policy compares with the last training recorded in this very table.
+    previous = last_trained_run(session, dbt.this) if dbt.is_incremental else None
+    policy = RetrainPolicy.from_mapping(settings)
+    return train_isolation_forest(features, labels, params, context, previous, policy)

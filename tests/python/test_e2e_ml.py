@@ -65,7 +65,9 @@ def test_both_models_trained_and_registered(build: DbtProject) -> None:
         ("isolation_forest_training_runs", IF),
         ("random_forest_training_runs", RF),
     ):
-        runs = build.query(f"select * from ml_models.{table} order by trained_at")
+        runs = build.query(
+            f"select * from ml_models.{table} where status = 'trained' order by trained_at"
+        )
         assert len(runs) >= 1, table  # one per build of the shared project
         row = runs.iloc[-1]
         assert row["status"] == "trained" and row["model_name"] == name
@@ -211,7 +213,8 @@ def test_fraud_metrics_reports_latest_and_champion(build: DbtProject) -> None:
     assert rows["random_forest"]["role"] == "latest, champion"
     assert rows["isolation_forest"]["role"] == "latest"
     trained = build.query(
-        "select * from ml_models.random_forest_training_runs order by trained_at"
+        "select * from ml_models.random_forest_training_runs where status = 'trained' "
+        "order by trained_at"
     ).iloc[-1]
     for key in ("precision", "recall", "f1", "roc_auc", "average_precision", "accuracy"):
         assert rows["random_forest"][key] == pytest.approx(trained[key]), key
@@ -240,3 +243,25 @@ def test_missing_alias_on_a_strict_target_fails_and_keeps_the_table(build: DbtPr
     assert RF in output and IF in output
     after = build.query("select * from gold.fraud_scores order by customer_id")
     pd.testing.assert_frame_equal(after, before)
+
+
+def test_rebuilding_unchanged_data_keeps_the_registered_models(build: DbtProject) -> None:
+    """The retrain policy: the same features again record a 'skipped' row with the reason and
+    register nothing (ml.training.RetrainPolicy; `retrain_mode: always` would retrain)."""
+    client = build.mlflow_client()
+    tables = {"isolation_forest_training_runs": IF, "random_forest_training_runs": RF}
+    before = {name: registry.latest_version(name, client) for name in tables.values()}
+    build.run("build", "--select", *tables)
+    for table, name in tables.items():
+        runs = build.query(f"select * from ml_models.{table} order by trained_at")
+        last_trained = runs[runs["status"] == "trained"].iloc[-1]
+        row = runs.iloc[-1]
+        assert row["status"] == "skipped", row
+        assert row["skip_reason"].startswith("training data unchanged since run ")
+        assert last_trained["run_id"] in row["skip_reason"]
+        assert pd.isna(row["run_id"]) and pd.isna(row["model_version"])
+        assert row["training_data_fingerprint"] == last_trained["training_data_fingerprint"]
+        assert row["n_transactions"] == last_trained["n_transactions"] > 0
+        latest = registry.latest_version(name, client)
+        assert latest is not None and before[name] is not None
+        assert latest.version == before[name].version, name

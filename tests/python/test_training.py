@@ -56,6 +56,88 @@ def test_label_threshold_rule() -> None:
     assert "rf_min_fraud_customers" in reason
 
 
+def _previous_run(**overrides: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "run_id": "r1",
+        "model_version": 3,
+        "trained_at": pd.Timestamp("2026-11-20 10:00:00"),
+        "training_data_fingerprint": "data-a",
+        "training_config_fingerprint": "config-a",
+        "n_transactions": 1_000_000,
+        "n_customers": 40_000,
+    }
+    row.update(overrides)
+    return row
+
+
+def _decide(previous: dict[str, object] | None, **overrides: object) -> str | None:
+    values: dict[str, object] = {
+        "data_fingerprint": "data-b",
+        "config_fingerprint": "config-a",
+        "n_transactions": 1_010_000,
+        "n_customers": 40_000,
+        "now": training.datetime(2026, 11, 21, 10, 0, 0),
+        "policy": training.RetrainPolicy(),
+    }
+    values.update(overrides)
+    return training.retraining_decision(previous, **values)  # type: ignore[arg-type]
+
+
+def test_retrain_policy_keeps_the_model_for_a_small_change() -> None:
+    reason = _decide(_previous_run())
+    assert reason is not None
+    assert "changed by 1.00% since run r1 (version 3), 1.00 day(s) ago" in reason
+    assert "retrain_min_data_change 5%" in reason and "retrain_mode: always" in reason
+    unchanged = _decide(_previous_run(), data_fingerprint="data-a")
+    assert unchanged == "training data unchanged since run r1 (version 3)"
+
+
+@pytest.mark.parametrize(
+    ("previous", "overrides"),
+    [
+        (None, {}),  # first training
+        (_previous_run(), {"n_transactions": 1_050_000}),  # 5 % more transactions
+        (_previous_run(), {"n_transactions": 940_000}),  # 6 % fewer
+        (_previous_run(), {"n_customers": 42_000}),  # 5 % more customers
+        (_previous_run(), {"config_fingerprint": "config-b"}),  # parameters changed
+        (_previous_run(training_config_fingerprint=None), {}),  # row from before the column
+        (_previous_run(n_transactions=None), {}),  # no count to compare with
+        (_previous_run(), {"now": training.datetime(2026, 11, 27, 10, 0, 1)}),  # > 7 days old
+        (_previous_run(), {"policy": training.RetrainPolicy(mode="always")}),
+        (
+            _previous_run(),
+            {"data_fingerprint": "data-a", "policy": training.RetrainPolicy(mode="always")},
+        ),
+        (_previous_run(), {"policy": training.RetrainPolicy(min_data_change=0.01)}),
+    ],
+)
+def test_retrain_policy_retrains(
+    previous: dict[str, object] | None, overrides: dict[str, object]
+) -> None:
+    assert _decide(previous, **overrides) is None
+
+
+def test_retrain_policy_from_dbt_vars_and_bad_values() -> None:
+    policy = training.RetrainPolicy.from_mapping(
+        {"retrain_mode": "always", "retrain_min_data_change": "0.1", "retrain_max_age_days": None}
+    )
+    assert policy == training.RetrainPolicy(mode="always", min_data_change=0.1, max_age_days=7.0)
+    with pytest.raises(ValueError, match="retrain_mode must be one of"):
+        training.RetrainPolicy.from_mapping({"retrain_mode": "sometimes"})
+    with pytest.raises(ValueError, match=">= 0"):
+        training.RetrainPolicy(min_data_change=-1)
+
+
+def test_config_fingerprint_follows_the_parameters() -> None:
+    base = training.IsolationForestParams()
+    assert training.training_config_fingerprint(base) == training.training_config_fingerprint(
+        training.IsolationForestParams()
+    )
+    assert training.training_config_fingerprint(base) != training.training_config_fingerprint(
+        training.IsolationForestParams(n_estimators=201)
+    )
+
+
 def test_params_from_dbt_vars() -> None:
     params = training.IsolationForestParams.from_mapping(
         {"if_contamination": "0.05", "if_n_estimators": "50", "if_max_samples": "auto", "x": 1}
