@@ -28,6 +28,16 @@ validated as (
 
 ),
 
+repeated_ids as (
+
+    -- ids delivered more than once (a later file corrects an earlier one): only they need ranking
+    select transaction_id
+    from validated
+    group by transaction_id
+    having count(*) > 1
+
+),
+
 latest_version as (
 
     select
@@ -37,6 +47,15 @@ latest_version as (
             order by source_file_name desc, source_row_number asc
         ) as version_rank
     from validated
+    where transaction_id in (select repeated_ids.transaction_id from repeated_ids)
+
+    union all
+
+    select
+        *,
+        cast(1 as {{ dbt.type_bigint() }}) as version_rank
+    from validated
+    where transaction_id not in (select repeated_ids.transaction_id from repeated_ids)
 
 ),
 
