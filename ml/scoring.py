@@ -68,6 +68,7 @@ RISK_BAND_THRESHOLDS: dict[str, float] = {"critical": 0.5, "medium": 0.2}
 
 DEFAULT_CLASSIFIER_THRESHOLD = 0.5
 N_REASONS = 3
+FAST_VERIFY_ROWS = 1000  # rows on which the compiled evaluator is checked against scikit-learn
 
 SCORES_COLUMNS: tuple[str, ...] = (
     "customer_id",
@@ -512,6 +513,40 @@ def score_customers(
     return ScoredBatch(_typed_scores(out), contributions)
 
 
+def fast_scoring_model(pipeline: Any, X: pd.DataFrame, verify_rows: int = FAST_VERIFY_ROWS) -> Any:
+    """The loaded pipeline compiled by ``ml.fast_inference`` (the same scores, faster: the
+    scoring job makes 17 batch passes, one plus one per feature for the reason codes), checked
+    equal to scikit-learn on the first ``verify_rows`` rows of ``X``. Returns the pipeline
+    itself, with a warning, when the evaluator does not support the model or disagrees."""
+    from ml.fast_inference import MismatchError, UnsupportedModelError, compile_pipeline, verify
+
+    try:
+        scorer = compile_pipeline(pipeline)
+    except UnsupportedModelError as exc:
+        logger.warning(
+            "Scoring with scikit-learn: the fast evaluator does not support it (%s)", exc
+        )
+        return pipeline
+    sample = X.iloc[:verify_rows]
+    if len(sample):
+        try:
+            verify(scorer, pipeline, sample)
+        except MismatchError as exc:
+            logger.warning(
+                "Scoring with scikit-learn: the fast evaluator disagrees with it on the first "
+                "%d rows (%s)",
+                len(sample),
+                exc,
+            )
+            return pipeline
+    logger.info(
+        "Scoring with the fast evaluator %r (equal to scikit-learn on the first %d rows)",
+        scorer,
+        len(sample),
+    )
+    return scorer
+
+
 def _typed_scores(df: pd.DataFrame) -> pd.DataFrame:
     """Fixed dtypes so the warehouse schema never depends on the data (all-null columns)."""
     strings = [
@@ -545,7 +580,9 @@ def run_scoring(
     scored_at: datetime | None = None,
 ) -> pd.DataFrame:
     """What ``models/gold/fraud_scores.py`` calls: configure MLflow, resolve and load the
-    model, score every customer. Raises ``ModelResolutionError`` when no model is usable."""
+    model, compile it (``fast_scoring_model``: scikit-learn's scores, faster; the pipeline
+    itself when that is not possible), score every customer. Raises ``ModelResolutionError``
+    when no model is usable."""
     registry.configure(settings.tracking_uri, settings.registry_uri)
     resolved = resolve_scoring_model(settings)
     try:
@@ -567,9 +604,8 @@ def run_scoring(
         resolved.version,
         resolved.selection,
     )
-    return score_customers(
-        features, pipeline, resolved, scoring_batch_id, scored_at, threshold
-    ).scores
+    model = fast_scoring_model(pipeline, feature_matrix(features))
+    return score_customers(features, model, resolved, scoring_batch_id, scored_at, threshold).scores
 
 
 # ---------------------------------------------------------------------------------------------

@@ -175,6 +175,53 @@ def test_markdown_lists_rows_targets_and_machine() -> None:
     assert "logical cores" in text and "duckdb" in text
 
 
+def test_measure_model_compares_sklearn_and_the_fast_evaluator() -> None:
+    """The scoring measurements on a small isolation forest: exactness, batch rows/s, the
+    scoring job both ways (identical scores and reasons), latency, and the batch target's
+    'limited by' text built from those figures."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.ensemble import IsolationForest
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ml.features import FEATURE_COLUMNS
+    from ml.scoring import ResolvedModel
+
+    X = pd.DataFrame(
+        np.random.default_rng(0).lognormal(size=(400, 16)), columns=list(FEATURE_COLUMNS)
+    )
+    pipeline = Pipeline(
+        [("scaler", StandardScaler()), ("model", IsolationForest(n_estimators=20, random_state=0))]
+    ).fit(X)
+    features = X.copy()
+    features.insert(0, "customer_id", [f"C{i}" for i in range(len(X))])
+    resolved = ResolvedModel("fraud_detection_isolation_forest", 1, "run", None, "pinned")
+    spec = {"threads": 2, "latency_calls": 40}
+    result = bench._measure_model(pipeline, resolved, features, spec, True, 0.2)
+    assert result["exact_within_tolerance"]
+    assert result["max_abs_difference"]["score_samples"] == 0.0
+    assert set(result["batch"]) == {"sklearn", "fast_1_thread", "fast_threads"}
+    assert result["scoring_job"]["max_abs_score_difference"] == 0.0
+    assert result["scoring_job"]["reasons_identical"]
+    assert result["latency"]["fast"]["calls"] == 40
+    assert bench._batch_limits(result, 2).startswith("numba kernel")
+
+    def figures(sklearn: float, one: float, two: float, load: float) -> dict[str, object]:
+        rates = {"sklearn": sklearn, "fast_1_thread": one, "fast_threads": two}
+        return {
+            "batch": {k: {"rows_per_s_best": v} for k, v in rates.items()},
+            "cpus": 2,
+            "load_average": load,
+        }
+
+    busy = bench._batch_limits(figures(100.0, 200.0, 220.0, 3.5), 2)
+    assert "2.0x scikit-learn" in busy and "1.10x the 1-thread speed" in busy
+    assert "load average 3.5" in busy and ">= 3x needs" in busy
+    free = bench._batch_limits(figures(100.0, 250.0, 480.0, 0.2), 2)
+    assert "load average" not in free and ">= 3x needs" not in free
+
+
 # ------------------------------------------------------------------ smoke run (tiny data)
 
 

@@ -1,7 +1,8 @@
 """ml.fast_inference: the compiled evaluator gives scikit-learn's numbers (within TOLERANCE,
 in practice bit for bit) on random data and on the edge cases: constant features, single rows,
-inputs on float32 rounding boundaries of the thresholds, NaN, feature subsampling, chunking and
-threads, DataFrames, and the duck typing ml.scoring relies on."""
+inputs on float32 rounding boundaries of the thresholds, NaN, feature subsampling, the
+tail of deep trees, serial and parallel kernels and threads, DataFrames, and the duck
+typing ml.scoring relies on."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from ml import scoring
+from ml import fast_inference, scoring
 from ml.fast_inference import (
     TOLERANCE,
     ForestClassifierScorer,
@@ -118,7 +119,7 @@ def test_random_forest_pipeline_equals_sklearn(max_depth: int | None) -> None:
     )
     scorer = compile_pipeline(model)
     if max_depth is None:
-        assert scorer.forest.has_deep_nodes  # the part below the perfect-tree levels runs
+        assert scorer.forest.max_depth > 10
     _assert_rf_equal(scorer, model, _data(1500, 8))
 
 
@@ -184,7 +185,11 @@ def test_single_row_as_1d_and_2d() -> None:
 def test_empty_batch() -> None:
     x = _data(500, 15)
     model = _iforest().fit(x)
-    assert compile_pipeline(model).score_samples(np.empty((0, N_FEATURES))).shape == (0,)
+    scorer = compile_pipeline(model)
+    assert scorer.score_samples(np.empty((0, N_FEATURES))).shape == (0,)
+    assert scorer.predict(np.empty((0, N_FEATURES))).shape == (0,)
+    rf = _rforest(n_estimators=5).fit(x, _labels(x))
+    assert compile_pipeline(rf).predict_proba(np.empty((0, N_FEATURES))).shape == (0, 2)
 
 
 def _boundary_probes(model: object, n_features: int, rng: np.random.Generator) -> np.ndarray:
@@ -240,6 +245,8 @@ def test_nan_follows_missing_go_to_left() -> None:
     probe[np.random.default_rng(0).random(probe.shape) < 0.15] = np.nan
     model = _iforest().fit(x)
     _assert_if_equal(compile_pipeline(model), model, probe)
+    subsampled = _iforest(max_features=0.5).fit(x)  # NaN in the features a tree does not use
+    _assert_if_equal(compile_pipeline(subsampled), subsampled, probe)
     y = _labels(x)
     x_missing = x.copy()
     x_missing[np.random.default_rng(1).random(x.shape) < 0.05] = np.nan
@@ -262,30 +269,85 @@ def test_wrong_number_of_features() -> None:
     model = _iforest().fit(_data(300, 21))
     with pytest.raises(ValueError, match="features"):
         compile_pipeline(model).score_samples(np.zeros((2, N_FEATURES - 1)))
+    with pytest.raises(ValueError, match="features"):
+        compile_pipeline(model).score_samples(np.zeros(N_FEATURES + 1))
 
 
-# ------------------------------------------------------------------ layout, chunks, threads
+# ------------------------------------------------------------------ kernels, tails, threads
 
 
-def test_chunks_threads_and_tree_groups_do_not_change_results() -> None:
+@pytest.mark.parametrize("block_bytes", [None, 4 * N_FEATURES * 20])
+def test_serial_and_parallel_kernels_and_threads_give_identical_results(
+    block_bytes: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1 or 2 threads, serial or parallel kernel, one block or many (24-row blocks), batch sizes
+    that are not a multiple of the 8-row groups or of the blocks: the same bits (a row is always
+    summed by one thread, in tree order)."""
+    if block_bytes is not None:
+        monkeypatch.setattr(fast_inference, "BLOCK_BYTES", block_bytes)
     x = _data(2000, 22)
     probe = _data(3001, 23)
     model = _iforest(n_estimators=50).fit(x)
     reference = model.score_samples(probe)
+    results = []
     for kwargs in (
-        {"n_threads": 1, "chunk_rows": 97, "tree_group": 7},
-        {"n_threads": 2, "chunk_rows": 128, "tree_group": 50},
-        {"n_threads": 3, "chunk_rows": 1, "tree_group": 1},
-        {"top_levels": 0},
-        {"top_levels": 3},
+        {"n_threads": 1},
+        {"n_threads": 2},
+        {"n_threads": 2, "serial_rows": 1},
+        {"n_threads": 3, "serial_rows": 100},  # capped at numba's pool size
     ):
         scorer = compile_pipeline(model, **kwargs)  # type: ignore[arg-type]
-        np.testing.assert_array_equal(scorer.score_samples(probe), reference)
+        assert 1 <= scorer.n_threads <= max(1, fast_inference._max_threads())
+        for rows in (probe, probe[:1], probe[:3], probe[:517]):
+            results.append(scorer.score_samples(rows))
+            np.testing.assert_array_equal(results[-1], reference[: len(rows)])
     rf = _rforest(max_depth=None, n_estimators=30).fit(x, _labels(x))
     reference = rf.predict_proba(probe)
-    for kwargs in ({"top_levels": 0}, {"top_levels": 4, "chunk_rows": 200, "tree_group": 4}):
-        scorer = compile_pipeline(rf, **kwargs)  # type: ignore[arg-type]
-        np.testing.assert_array_equal(scorer.predict_proba(probe), reference)
+    one = compile_pipeline(rf, n_threads=1).predict_proba(probe)
+    two = compile_pipeline(rf, n_threads=2, serial_rows=1).predict_proba(probe)
+    np.testing.assert_array_equal(one, reference)
+    np.testing.assert_array_equal(two, reference)
+
+
+@pytest.mark.parametrize("tail_cost", [0.0, 1e9])
+def test_tail_and_fixed_levels_give_identical_results(
+    tail_cost: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tail cost 0: every tree is walked in the tail from the root; huge: every row walks each
+    tree's full depth in step (leaves point to themselves)."""
+    monkeypatch.setattr(fast_inference, "TAIL_STEP_COST", tail_cost)
+    x = _data(2000, 40)
+    probe = _data(1203, 41)
+    probe[::7, 3] = np.nan
+    model = _iforest(n_estimators=30, max_features=0.7).fit(x)
+    scorer = compile_pipeline(model, n_threads=2, serial_rows=64)
+    assert bool(scorer.forest.tails.all()) == (tail_cost == 0.0)
+    _assert_if_equal(scorer, model, probe)
+    rf = _rforest(max_depth=None, n_estimators=20).fit(x, _labels(x))
+    rf_scorer = compile_pipeline(rf, n_threads=2, serial_rows=64)
+    assert rf_scorer.forest.tails.any() == (tail_cost == 0.0)
+    _assert_rf_equal(rf_scorer, rf, probe)
+
+
+def test_deep_trees_get_a_tail_at_the_default_cost() -> None:
+    x = _data(3000, 42)
+    rf = _rforest(max_depth=None, n_estimators=20).fit(x, _labels(x))
+    scorer = compile_pipeline(rf)
+    assert scorer.forest.tails.any()
+    assert (scorer.forest.levels <= [e.tree_.max_depth for e in rf[-1].estimators_]).all()
+    _assert_rf_equal(scorer, rf, _data(1000, 43))
+    shallow = compile_pipeline(_iforest().fit(x))  # isolation trees: full depth in step
+    assert not shallow.forest.tails.any()
+
+
+def test_compile_warms_up_and_describes() -> None:
+    model = _iforest(n_estimators=10).fit(_data(500, 44))
+    scorer = compile_pipeline(model)
+    info = scorer.describe()
+    assert info["engine"].startswith("numba")
+    assert info["trees"] == 10
+    assert info["jit_seconds"] > 0.0
+    assert compile_pipeline(model, warm_up=False).describe()["jit_seconds"] == 0.0
 
 
 def test_concurrent_callers_share_the_scorer() -> None:
@@ -293,7 +355,7 @@ def test_concurrent_callers_share_the_scorer() -> None:
 
     x = _data(1500, 24)
     model = _iforest().fit(x)
-    scorer = compile_pipeline(model, chunk_rows=64)
+    scorer = compile_pipeline(model, n_threads=2, serial_rows=64)
     batches = [_data(500, 100 + i) for i in range(6)]
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(scorer.score_samples, batches))

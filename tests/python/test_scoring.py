@@ -170,6 +170,58 @@ def test_score_customers_columns_and_single_batch_timestamp() -> None:
     np.testing.assert_array_equal(out["is_anomaly"], pipe.predict(X) == -1)
 
 
+def _customers(n: int = 300, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.lognormal(size=(n, 16)), columns=list(FEATURE_COLUMNS))
+    features = X.copy()
+    features.insert(0, "customer_id", [f"C{i}" for i in range(n)])
+    return X, features
+
+
+def test_fast_scoring_model_gives_the_pipelines_scores_and_reasons() -> None:
+    from ml.fast_inference import FastScorer
+
+    X, features = _customers()
+    pipe = Pipeline([("scaler", StandardScaler()), ("model", IsolationForest(random_state=0))])
+    pipe.fit(X)
+    fast = scoring.fast_scoring_model(pipe, X)
+    assert isinstance(fast, FastScorer)
+    model = scoring.ResolvedModel(IF, 1, "run-1", None, scoring.SELECTION_FALLBACK)
+    at = datetime(2026, 1, 1)
+    expected = scoring.score_customers(features, pipe, model, "b", at)
+    got = scoring.score_customers(features, fast, model, "b", at)
+    pd.testing.assert_frame_equal(got.scores, expected.scores)
+    pd.testing.assert_frame_equal(got.contributions, expected.contributions)
+
+
+def test_fast_scoring_model_falls_back_to_the_pipeline_with_a_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from ml import fast_inference
+
+    X, _ = _customers()
+    y = (X["total_spend"] > X["total_spend"].median()).astype(int)
+    unsupported = Pipeline([("scaler", StandardScaler()), ("model", LogisticRegression())])
+    unsupported.fit(X, y)
+    with caplog.at_level(logging.WARNING, logger="ml.scoring"):
+        assert scoring.fast_scoring_model(unsupported, X) is unsupported
+    assert "does not support" in caplog.text
+
+    pipe = Pipeline([("scaler", StandardScaler()), ("model", IsolationForest(random_state=0))])
+    pipe.fit(X)
+
+    def disagree(*args: Any, **kwargs: Any) -> None:
+        raise fast_inference.MismatchError("differs by 0.5")
+
+    monkeypatch.setattr(fast_inference, "verify", disagree)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ml.scoring"):
+        assert scoring.fast_scoring_model(pipe, X) is pipe
+    assert "disagrees" in caplog.text and "first 300 rows" in caplog.text
+
+
 # --------------------------------------------------------------------------- model resolution
 
 
