@@ -1967,7 +1967,7 @@ class Bench:
         for table in TRAINING_MODELS:
             model = table.removesuffix("_training_runs")
             frame = _read_table(
-                str(self.paths.warehouse),
+                str(self.warehouse_file),
                 f"select status, skip_reason from ml_models.{table} "
                 "order by trained_at desc limit 1",
             )

@@ -274,3 +274,26 @@ def test_smoke_run_notebook_part_and_limit_equals_gold(tmp_path: Path) -> None:
     assert limit["rows"] == limit["gold_rows"] == limit["matched_rows"]
     assert limit["equal_to_gold"], limit["per_column_max_relative_difference"]
     shutil.rmtree(out / "work", ignore_errors=True)
+
+
+@pytest.mark.e2e
+def test_every_part_on_tiny_data(tmp_path: Path) -> None:
+    """All six parts end to end on 3,000 transactions: full build with training, data path,
+    limit, notebook, training, scoring with the fast evaluator, +1 % and the incremental build,
+    whose training rows say what the retrain policy decided."""
+    out = tmp_path / "out"
+    assert bench.main([*TINY, "--latency-calls", "200", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "ok"
+    assert {row["part"] for row in results["rows"]} == set(bench.PARTS)
+    incremental = results["details"]["incremental"]
+    assert incremental["added_rows"] > 0 and incremental["seconds"] > 0
+    decisions = incremental["training_decisions"]
+    # 1 % more transactions is below retrain_min_data_change: the registered model is kept
+    assert decisions["isolation_forest"]["status"] == "skipped"
+    assert "below retrain_min_data_change" in decisions["isolation_forest"]["skip_reason"]
+    names = {t["name"]: t for t in results["targets"]}
+    assert "retrain policy" in names["incremental +1 % <= 15 % of a full build"]["limited_by"]
+    md = (out / "results.md").read_text()
+    assert "| incremental |" in md and "| scoring |" in md
+    shutil.rmtree(out / "work", ignore_errors=True)
