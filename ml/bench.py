@@ -1940,7 +1940,7 @@ class Bench:
                 added,
                 _rate(added, run.seconds),
                 _mib(run.peak_rss),
-                f"{run.seconds / full:.0%} of the full build ({full:.1f} s); retrained: "
+                f"{run.seconds / full:.1%} of the full build ({full:.1f} s); retrained: "
                 + (", ".join(retrained) or "none (retrain policy kept the registered models)"),
             )
         )
@@ -2107,7 +2107,7 @@ class Bench:
                 Target(
                     "incremental +1 % <= 15 % of a full build",
                     "<= 15 %",
-                    f"{share:.0%} ({inc['seconds']:.0f}s vs {inc['full_build_seconds']:.0f}s)",
+                    f"{share:.1%} ({inc['seconds']:.0f}s vs {inc['full_build_seconds']:.0f}s)",
                     share <= 0.15,
                     "node time: "
                     + ", ".join(f"{k} {v:.0f}s ({v / total:.0%})" for k, v in heavy)
