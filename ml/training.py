@@ -225,29 +225,6 @@ class TrainingContext:
     git_commit: str = field(default_factory=registry.git_commit)
 
 
-def dbt_training_inputs(
-    features_relation: Any,
-    labels_relation: Any,
-    settings: Mapping[str, Any],
-    invocation_id: str | None,
-    target_name: str,
-    input_relations: tuple[str, ...],
-) -> tuple[pd.DataFrame, pd.DataFrame, TrainingContext]:
-    """What both training dbt models hand over: features, labels (from the ``dbt.ref``
-    relations, which stay literal in the model files so dbt sees the dependencies) and the run
-    context."""
-    from ml.features import current_dbt_invocation_id, to_pandas
-
-    context = TrainingContext(
-        dbt_invocation_id=current_dbt_invocation_id(invocation_id),
-        dbt_target=target_name,
-        input_relations=input_relations,
-        tracking_uri=settings.get("mlflow_tracking_uri"),
-        registry_uri=settings.get("mlflow_registry_uri"),
-    )
-    return to_pandas(features_relation), to_pandas(labels_relation), context
-
-
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
 # ---------------------------------------------------------------------------------------------
@@ -742,21 +719,20 @@ def _retrain_skip(
     policy: RetrainPolicy | None,
 ) -> pd.DataFrame | None:
     """The ``skipped`` row when the retrain policy says the registered model is still current."""
+    now = _utc_now()
     reason = retraining_decision(
         previous,
         data_fingerprint=identity["training_data_fingerprint"],
         config_fingerprint=identity["training_config_fingerprint"],
         n_transactions=identity["n_transactions"],
         n_customers=identity["n_customers"],
-        now=_utc_now(),
+        now=now,
         policy=policy or RetrainPolicy(),
     )
     if reason is None:
         return None
     logger.info("%s not retrained: %s", identity["model_name"], reason)
-    return training_run_row(
-        status=STATUS_SKIPPED, skip_reason=reason, trained_at=_utc_now(), **identity
-    )
+    return training_run_row(status=STATUS_SKIPPED, skip_reason=reason, trained_at=now, **identity)
 
 
 def train_isolation_forest(
@@ -1049,3 +1025,51 @@ def train_random_forest(
         **common,
         **{k: metrics[k] for k in (*EVALUATION_METRICS, "n_anomalies_detected", "anomaly_rate")},
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The dbt Python models' entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def train_in_dbt(
+    model_type: str,
+    dbt: Any,
+    session: Any,
+    features_relation: Any,
+    labels_relation: Any,
+    settings: Mapping[str, Any],
+    invocation_id: str | None,
+    target_name: str,
+    input_relations: tuple[str, ...],
+) -> pd.DataFrame:
+    """What both ``models/ml/*_training_runs.py`` do, ``model_type`` ``'isolation_forest'``
+    or ``'random_forest'``: read features and labels (the ``dbt.ref`` relations and the
+    ``dbt.config`` values stay literal in the model files, where dbt looks for them), build
+    the run context, parameters and retrain policy from the settings, compare with the last
+    training recorded in the model's own table (``dbt.this``) and train or skip."""
+    from ml.features import current_dbt_invocation_id, to_pandas
+
+    params_class, train = _TRAINERS[model_type]
+    context = TrainingContext(
+        dbt_invocation_id=current_dbt_invocation_id(invocation_id),
+        dbt_target=target_name,
+        input_relations=input_relations,
+        tracking_uri=settings.get("mlflow_tracking_uri"),
+        registry_uri=settings.get("mlflow_registry_uri"),
+    )
+    previous = last_trained_run(session, dbt.this) if dbt.is_incremental else None
+    return train(
+        to_pandas(features_relation),
+        to_pandas(labels_relation),
+        params_class.from_mapping(settings),
+        context,
+        previous,
+        RetrainPolicy.from_mapping(settings),
+    )
+
+
+_TRAINERS: dict[str, tuple[Any, Any]] = {
+    "isolation_forest": (IsolationForestParams, train_isolation_forest),
+    "random_forest": (RandomForestParams, train_random_forest),
+}

@@ -8,18 +8,15 @@ def _relation_name(name):
 
 
 def model(dbt, session):
-    from ml.training import (
-        IsolationForestParams,
-        RetrainPolicy,
-        dbt_training_inputs,
-        last_trained_run,
-        train_isolation_forest,
-    )
+    from ml.training import train_in_dbt
 
     settings = dbt.config.meta_get("ml_settings", {})  # dbt renders the YAML mapping natively
     configured_invocation_id = dbt.config.meta_get("dbt_invocation_id")
     target_name = dbt.config.meta_get("dbt_target", "unknown")
-    features, labels, context = dbt_training_inputs(
+    return train_in_dbt(
+        "isolation_forest",
+        dbt,
+        session,
         dbt.ref("transaction_features"),
         dbt.ref("customer_fraud_labels"),
         settings,
@@ -27,8 +24,3 @@ def model(dbt, session):
         target_name,
         (_relation_name("transaction_features"), _relation_name("customer_fraud_labels")),
     )
-    params = IsolationForestParams.from_mapping(settings)
-    # The retrain policy compares with the last training recorded in this very table.
-    previous = last_trained_run(session, dbt.this) if dbt.is_incremental else None
-    policy = RetrainPolicy.from_mapping(settings)
-    return train_isolation_forest(features, labels, params, context, previous, policy)
