@@ -404,16 +404,6 @@ class _Forest:
         return int(self.nodes.shape[0])
 
     @property
-    def feature(self) -> NDArray[np.uint32]:
-        """Global column index per node (0 at leaves)."""
-        return self.nodes[:, 0]
-
-    @property
-    def threshold(self) -> NDArray[np.float32]:
-        """Threshold per node, rounded down to float32 (+inf at leaves)."""
-        return self.nodes[:, 1].view(np.float32)
-
-    @property
     def nbytes(self) -> int:
         arrays: list[NDArray[Any]] = [
             self.roots, self.levels, self.tails, self.nodes, self.missing_left, self.values
