@@ -3,8 +3,8 @@
     without a connection (CI: --vars '{offline_compile: true}' --no-populate-cache
     --no-introspect), for review and for tests/python/test_offline_compile.py:
       1. on-run-start: the mask_email function (macros/governance/mask_email.sql)
-      2. each model's `grants` config as dbt applies it to a new relation
-         (macros/governance/grants.sql)
+      2. each model's `grants` config as dbt applies it to a new relation: personas expanded by
+         access_grants (macros/governance/access.sql), SQL by macros/overrides/grants.sql
       3. on-run-end: schema (and catalog / database) usage (macros/governance/grant_schema_usage.sql)
     Not run by dbt build; the hooks and materializations issue the same statements.
     DuckDB has no roles (dbt-duckdb skips grants): nothing is rendered there.
@@ -16,14 +16,15 @@
 
 -- 2. model grants
     {%- for node in graph.nodes.values() | sort(attribute='unique_id')
-            if node.resource_type == 'model' and node.config.materialized != 'ephemeral' %}
+            if node.resource_type in ['model', 'seed', 'snapshot']
+                and node.config.materialized != 'ephemeral' %}
         {%- if node.schema not in built_schemas %}{% do built_schemas.append(node.schema) %}{% endif %}
         {%- set relation = api.Relation.create(
             database=node.database, schema=node.schema, identifier=node.alias,
             type=('view' if node.config.materialized == 'view' else 'table')) %}
 -- {{ node.unique_id }}
         {%- for dcl in get_dcl_statement_list(
-                relation, fraud_detection_nonempty_grants(node.config.grants), get_grant_sql) %}
+                relation, access_grants(node.config.grants, relation.type), get_grant_sql) %}
 {{ dcl | trim }};
         {%- endfor %}
     {%- endfor %}

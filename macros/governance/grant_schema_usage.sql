@@ -3,19 +3,20 @@
     PostgreSQL and Snowflake, USE SCHEMA on Databricks) and, on the warehouses, the database /
     catalog that holds it (USAGE on the Snowflake database, USE CATALOG on Unity Catalog).
     Run at the end of every run (on-run-end) for the schemas the run built (`schemas`). The
-    grantees of each schema are every role that any model of that schema grants anything to, so
-    the access matrix is declared once, in dbt_project.yml. Grantees are quoted and validated by
+    grantees of each schema are every role that any model (seed, snapshot) of that schema grants anything to
+    (access_grants, macros/governance/access.sql), so the access matrix is declared once, in
+    dbt_project.yml. Grantees are quoted and validated by
     quote_grantee; a grant that fails (unknown role, missing privilege) fails the run.
     analyses/governance_dcl.sql renders the same statements without a connection.
 -#}
 {% macro schema_grantees() -%}
     {%- set grantees_by_schema = {} -%}
     {%- for node in graph.nodes.values()
-            if node.resource_type == 'model' and node.config.enabled
+            if node.resource_type in ['model', 'seed', 'snapshot'] and node.config.enabled
             and node.config.materialized != 'ephemeral' and node.config.grants -%}
         {%- set grantees = grantees_by_schema.setdefault(node.schema, []) -%}
-        {%- for privilege, roles in node.config.grants.items() -%}
-            {%- for role in ([roles] if roles is string else (roles or [])) if role not in grantees -%}
+        {%- for privilege, roles in access_grants(node.config.grants, access_relation_type(node)).items() -%}
+            {%- for role in roles if role not in grantees -%}
                 {%- do grantees.append(role) -%}
             {%- endfor -%}
         {%- endfor -%}

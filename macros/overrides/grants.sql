@@ -1,14 +1,12 @@
 {#-
-    Overrides of dbt's grant SQL (dispatch puts fraud_detection before dbt), so that every grantee
-    of a `grants` config goes through quote_grantee (validated, quoted for the adapter) and every
-    privilege through validate_privilege; dbt's own versions join the names into the statement
-    raw (PostgreSQL, Snowflake) or quote them without validation (Databricks).
-
-    apply_grants also drops privileges with no grantee: dbt_project.yml spells "all privileges"
-    out as one key per privilege and gives an empty list to the keys that do not exist on the
-    current adapter (trigger on Snowflake, modify off Databricks, ...). Without the empty keys
-    dbt's comparison with the warehouse's grants ("All grants are in place") stays exact, so an
-    incremental run neither revokes nor re-grants anything.
+    Overrides of dbt's grant SQL (dispatch puts fraud_detection before dbt), so that
+      - the `grants` config, personas and levels ({data_engineers: all, ...}, see
+        macros/governance/access.sql), is expanded into privileges and role names before dbt
+        compares it with the grants the warehouse reports ("All grants are in place": an
+        unchanged rerun neither revokes nor re-grants anything);
+      - every grantee goes through quote_grantee (validated, quoted for the adapter) and every
+        privilege through validate_privilege; dbt's own versions join the names into the
+        statement raw (PostgreSQL, Snowflake) or quote them without validation (Databricks).
 
     Only the three adapters that apply grants are overridden: DuckDB keeps its own no-op.
 -#}
@@ -21,22 +19,11 @@
     {{ return(quoted) }}
 {%- endmacro %}
 
-{% macro fraud_detection_nonempty_grants(grant_config) -%}
-    {%- set cleaned = {} -%}
-    {%- for privilege, grantees in (grant_config or {}).items() -%}
-        {%- set grantees = [grantees] if grantees is string else (grantees or []) -%}
-        {%- if grantees | length > 0 -%}
-            {%- do cleaned.update({privilege: grantees}) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {{ return(cleaned) }}
-{%- endmacro %}
-
 {#- PostgreSQL -#}
 
 {% macro postgres__apply_grants(relation, grant_config, should_revoke=True) -%}
     {{ return(dbt.default__apply_grants(
-        relation, fraud_detection_nonempty_grants(grant_config), should_revoke)) }}
+        relation, access_grants(grant_config, relation.type), should_revoke)) }}
 {%- endmacro %}
 
 {%- macro postgres__get_grant_sql(relation, privilege, grantees) -%}
@@ -51,7 +38,7 @@
 
 {% macro snowflake__apply_grants(relation, grant_config, should_revoke=True) -%}
     {{ return(dbt.default__apply_grants(
-        relation, fraud_detection_nonempty_grants(grant_config), should_revoke)) }}
+        relation, access_grants(grant_config, relation.type), should_revoke)) }}
 {%- endmacro %}
 
 {%- macro snowflake__get_grant_sql(relation, privilege, grantees) -%}
@@ -66,7 +53,7 @@
 
 {% macro databricks__apply_grants(relation, grant_config, should_revoke=True) -%}
     {{ return(dbt.default__apply_grants(
-        relation, fraud_detection_nonempty_grants(grant_config), should_revoke)) }}
+        relation, access_grants(grant_config, relation.type), should_revoke)) }}
 {%- endmacro %}
 
 {%- macro databricks__get_grant_sql(relation, privilege, grantees) -%}

@@ -1,6 +1,6 @@
 """Scores every customer of gold.transaction_features with the registered model chosen by
 ml.scoring.resolve_scoring_model (alias, pinned version or first-run fallback) and adds
-confidence, risk band and reason codes. Settings: dbt vars, see _fraud_scores.yml."""
+confidence, risk band and reason codes. Settings: dbt vars, see _gold__fraud_scores.yml."""
 
 
 def model(dbt, session):

@@ -12,6 +12,10 @@ test reads that compiled analysis and the compiled models:
 - Snowflake: the UDF, grants to roles (quoted when the name is not a plain identifier), no
   PostgreSQL-only privileges; USAGE on the schemas and the database.
 - A role name with a quote or a backtick fails the compile with a clear error.
+- The access matrix (personas per folder in dbt_project.yml, expanded by
+  macros/governance/access.sql; analyses/access_matrix.sql lists it) gives every relation, on
+  DuckDB, Databricks and Snowflake, exactly the grants dbt rendered before the persona matrix
+  (tests/governance/grants_before_personas.yml), and the compiled DCL is that matrix.
 
     .venv/bin/pytest tests/python/test_offline_compile.py
 """
@@ -30,8 +34,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+GRANTS_BEFORE = yaml.safe_load(
+    (ROOT / "tests" / "governance" / "grants_before_personas.yml").read_text()
+)
+DEFAULT_ROLES = {
+    "data-engineers": "role_data_engineers",
+    "data-scientists": "role_data_scientists",
+    "ml-engineers": "role_ml_engineers",
+}
+PERSONAS = {var.removeprefix("role_") for var in DEFAULT_ROLES.values()}
 DBT_TIMEOUT = 300
 ROLE_VARS = {
     "role_data_engineers": "grp-data-engineers",
@@ -66,6 +80,10 @@ def dbt_executable() -> str:
 def compile_offline(
     target: str, dbt_vars: dict[str, Any], work: Path, select: list[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    env = offline_env()
+    # DuckDB opens its file even to compile: a warehouse of the run's own
+    (work / "warehouse").mkdir(exist_ok=True)
+    env["FRAUD_WAREHOUSE_DIR"] = str(work / "warehouse")
     command = [
         dbt_executable(),
         "compile",
@@ -88,7 +106,7 @@ def compile_offline(
         return subprocess.run(
             command,
             cwd=ROOT,
-            env=offline_env(),
+            env=env,
             capture_output=True,
             text=True,
             timeout=DBT_TIMEOUT,
@@ -132,6 +150,13 @@ class Compiled:
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.work / "target" / "manifest.json").read_text())
 
+    def access_matrix(self) -> list[tuple[str, str, str, str]]:
+        """(relation, relation type, privilege, grantee) rows of analyses/access_matrix.sql."""
+        text = self.text("analyses/access_matrix.sql")
+        rows = re.findall(r"^\s*\('([^']*)', '([^']*)', '([^']*)', '([^']*)'\),?$", text, re.M)
+        assert rows, text
+        return rows
+
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Compiled]:
@@ -139,6 +164,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Compiled]:
     runs: dict[str, tuple[str, dict[str, Any], list[str] | None]] = {
         "databricks": ("databricks", ROLE_VARS, None),
         "snowflake": ("snowflake", ROLE_VARS, None),
+        "duckdb": ("test", ROLE_VARS, ["access_matrix"]),
     }
     for name, (target, role) in BAD_ROLE_RUNS.items():
         runs[name] = (target, {**ROLE_VARS, "role_data_scientists": role}, ["governance_dcl"])
@@ -236,8 +262,9 @@ def test_snowflake_governance_sql(compiled: dict[str, Compiled]) -> None:
 def test_grants_config_holds_only_the_adapters_privileges(
     compiled: dict[str, Compiled], target: str
 ) -> None:
-    """dbt_project.yml spells "all privileges" out per adapter: on each, the non-empty keys of
-    every model's grants are privileges that adapter has for that kind of relation."""
+    """ "all" is spelled out per adapter: on each, every privilege the access matrix grants is
+    one that adapter has for that kind of relation, and the `grants` config of every model is
+    personas with a level (select / all), nothing else."""
     allowed = {
         "databricks": {"table": {"select", "modify"}, "view": {"select"}},
         "snowflake": {
@@ -245,12 +272,75 @@ def test_grants_config_holds_only_the_adapters_privileges(
             "view": {"select", "references"},
         },
     }[target]
+    kinds = {}
     for node in compiled[target].manifest()["nodes"].values():
         if node["resource_type"] != "model" or node["config"]["materialized"] == "ephemeral":
             continue
-        kind = "view" if node["config"]["materialized"] == "view" else "table"
-        keys = {key for key, grantees in node["config"]["grants"].items() if grantees}
-        assert keys <= allowed[kind], f"{target} {node['name']}: {sorted(keys - allowed[kind])}"
+        kinds[f"{node['schema']}.{node['alias']}"] = (
+            "view" if node["config"]["materialized"] == "view" else "table"
+        )
+        grants = node["config"]["grants"]
+        assert grants, f"{target} {node['name']}: no grants"
+        assert set(grants) <= PERSONAS, f"{target} {node['name']}: {sorted(set(grants) - PERSONAS)}"
+        assert all(level in (["select"], ["all"]) for level in grants.values()), grants
+    rows = compiled[target].access_matrix()
+    assert {relation for relation, *_ in rows} == set(kinds)
+    for relation, kind, privilege, _ in rows:
+        assert kind == kinds[relation], f"{target} {relation}: {kind}, built as {kinds[relation]}"
+        assert privilege in allowed[kind], f"{target} {relation} ({kind}): {privilege}"
+
+
+def grants_by_relation(rows: list[tuple[str, str, str, str]]) -> dict[str, dict[str, list[str]]]:
+    by_relation: dict[str, dict[str, list[str]]] = {}
+    for relation, _, privilege, grantee in rows:
+        by_relation.setdefault(relation, {}).setdefault(privilege, []).append(grantee)
+    return by_relation
+
+
+@pytest.mark.parametrize("target", ["duckdb", "databricks", "snowflake"])
+def test_access_matrix_gives_the_grants_of_before(
+    compiled: dict[str, Compiled], target: str
+) -> None:
+    """Every relation gets exactly the privileges, grantees and grantee order dbt rendered
+    before the persona matrix (role names mapped to this run's vars); a relation added since
+    gets those of the relations of its schema and kind."""
+    run = compiled[target]
+    assert run.result.returncode == 0, f"dbt compile ({target}) failed:\n{tail(run.result)}"
+    role = {name: ROLE_VARS[var] for name, var in DEFAULT_ROLES.items()}
+    before = {
+        relation: {privilege: [role[r] for r in roles] for privilege, roles in grants.items()}
+        for relation, grants in GRANTS_BEFORE[target].items()
+    }
+    rows = run.access_matrix()
+    now = grants_by_relation(rows)
+    kind = {relation: relation_type for relation, relation_type, _, _ in rows}
+    missing = sorted(set(before) - set(now))
+    assert not missing, f"{target}: relations of before without grants now: {missing}"
+    different = {r: (now[r], before[r]) for r in before if now[r] != before[r]}
+    assert not different, f"{target}: grants differ (now, before): {different}"
+    for relation in sorted(set(now) - set(before)):
+        schema = relation.split(".")[0]
+        siblings = [
+            before[r] for r in before if r.split(".")[0] == schema and kind[r] == kind[relation]
+        ]
+        if siblings:
+            assert all(s == siblings[0] for s in siblings), f"{target}: {schema} is not uniform"
+            assert now[relation] == siblings[0], f"{target} {relation}: {now[relation]}"
+
+
+@pytest.mark.parametrize("target", ["databricks", "snowflake"])
+def test_compiled_dcl_is_the_access_matrix(compiled: dict[str, Compiled], target: str) -> None:
+    """The grant statements dbt issues (analyses/governance_dcl.sql) are the matrix's rows."""
+    run = compiled[target]
+    database = re.compile(r"^(?:`main`|MAIN)\.")
+    statements = {
+        (database.sub("", relation).replace("`", ""), privilege, grantee.strip('`"'))
+        for privilege, relation, grantee in run.grants()
+    }
+    rows = {
+        (relation, privilege, grantee) for relation, _, privilege, grantee in run.access_matrix()
+    }
+    assert statements == rows, (sorted(statements - rows), sorted(rows - statements))
 
 
 @pytest.mark.parametrize("name", list(BAD_ROLE_RUNS))
