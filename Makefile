@@ -60,12 +60,12 @@ REFUSED_IS_OK = { rc=$$?; test $$rc -eq 1 && echo "(promotion refused: gate tabl
 run: data
 	mkdir -p warehouse
 	@echo "== 1/5 dbt build: bronze → silver → gold, train and register models"
-	$(BIN)/dbt build --exclude fraud_scores+ --vars '{raw_data_path: $(RAW_DIR)}'
+	$(BIN)/dbt build --selector train --vars '{raw_data_path: $(RAW_DIR)}'
 	@echo "== 2/5 promotion: supervised model, then the unsupervised one (its refusal is expected and recorded)"
 	$(BIN)/fraud-promote --model random_forest --candidate latest || $(REFUSED_IS_OK)
 	$(BIN)/fraud-promote --model isolation_forest --candidate latest || $(REFUSED_IS_OK)
 	@echo "== 3/5 dbt build: score every customer with the champion, append the prediction audit log"
-	$(BIN)/dbt build --select fraud_scores+ --vars '{raw_data_path: $(RAW_DIR)}'
+	$(BIN)/dbt build --selector score --vars '{raw_data_path: $(RAW_DIR)}'
 	@echo "== 4/5 model metrics"
 	$(BIN)/fraud-metrics
 	@echo "== 5/5 monitoring (exit 1 = a threshold breached, 3 = no predictions: reported, not fatal here)"
