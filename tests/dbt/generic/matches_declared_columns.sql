@@ -14,7 +14,8 @@
 {% test matches_declared_columns(model) %}
 
 {%- set differences = [] -%}
-{%- if execute -%}
+{#- Only when the test runs: `dbt compile` (offline too) and `docs generate` render no query. -#}
+{%- if execute and flags.WHICH in ['build', 'test', 'retry'] -%}
     {%- set nodes = graph.nodes.values()
         | selectattr('resource_type', 'equalto', 'model')
         | selectattr('schema', 'equalto', model.schema)
