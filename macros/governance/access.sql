@@ -4,10 +4,11 @@
 
         +grants: {data_engineers: all, data_scientists: select}
 
-    dbt cannot call a macro inside dbt_project.yml, so the `grants` config holds the personas and
-    this macro turns them into the privilege -> roles mapping dbt applies, wherever grants are
-    used: the materializations' apply_grants (macros/overrides/grants.sql), schema usage
-    (grant_schema_usage.sql), analyses/governance_dcl.sql and analyses/access_matrix.sql.
+    dbt cannot call a macro inside dbt_project.yml, so the `grants` config (and the manifest)
+    holds the personas and access_grants below turns them into the privilege -> roles mapping
+    dbt applies, wherever grants are used: the materializations' apply_grants
+    (macros/overrides/grants.sql), schema usage (grant_schema_usage.sql),
+    analyses/governance_dcl.sql and analyses/access_matrix.sql. DuckDB ignores grants.
 
     Role names: persona <p> is the group in var role_<p> (declared once, in dbt_project.yml vars).
     Privileges: `select` is select; `all` is every privilege of the adapter for that kind of
