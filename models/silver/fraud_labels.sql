@@ -20,38 +20,38 @@ transactions as (
 
 {% if label_source() == 'fraud_reports' %}
 
-    reports as (
+reports as (
 
-        select * from {{ ref('fraud_reports_validated') }}
-        where rejection_reasons is null
+    select * from {{ ref('fraud_reports_validated') }}
+    where rejection_reasons is null
 
-    ),
+),
 
-    report_counts as (
+report_counts as (
 
-        select
-            transaction_id,
-            count(*) as report_count
-        from {{ ref('fraud_reports_validated') }}
-        where
-            rejection_reasons is null
-            or rejection_reasons = 'duplicate_report'
-        group by transaction_id
+    select
+        transaction_id,
+        count(*) as report_count
+    from {{ ref('fraud_reports_validated') }}
+    where
+        rejection_reasons is null
+        or rejection_reasons = 'duplicate_report'
+    group by transaction_id
 
-    ),
+),
 
-    labels as (
+labels as (
 
-        select
-            reports.transaction_id,
-            reports.reported_at,
-            reports.report_type,
-            report_counts.report_count
-        from reports
-        inner join report_counts
-            on reports.transaction_id = report_counts.transaction_id
+    select
+        reports.transaction_id,
+        reports.reported_at,
+        reports.report_type,
+        report_counts.report_count
+    from reports
+    inner join report_counts
+        on reports.transaction_id = report_counts.transaction_id
 
-    ),
+),
 
 {% else %}
 

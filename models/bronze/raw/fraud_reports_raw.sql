@@ -17,23 +17,23 @@ with
 
 {% if label_source() == 'fraud_reports' %}
 
-    source_rows as (
+source_rows as (
 
-        select * from {{ source('raw', 'fraud_reports') }}
+    select * from {{ source('raw', 'fraud_reports') }}
 
-    ),
+),
 
-    typed as (
+typed as (
 
-        select
-            cast(transaction_id as {{ dbt.type_string() }}) as transaction_id,
-            {{ dbt.safe_cast('reported_at', dbt.type_timestamp()) }} as reported_at,
-            cast(report_type as {{ dbt.type_string() }}) as report_type,
-            {{ source_lineage_columns() }},
-            {{ load_timestamp() }} as loaded_at
-        from source_rows
+    select
+        cast(transaction_id as {{ dbt.type_string() }}) as transaction_id,
+        {{ dbt.safe_cast('reported_at', dbt.type_timestamp()) }} as reported_at,
+        cast(report_type as {{ dbt.type_string() }}) as report_type,
+        {{ source_lineage_columns() }},
+        {{ load_timestamp() }} as loaded_at
+    from source_rows
 
-    ),
+),
 
 {% else %}
 

@@ -1,0 +1,298 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key='transaction_id',
+        on_schema_change='fail',
+    )
+}}
+
+{#-
+    Point-in-time features for every valid transaction (definitions per column in
+    _transaction_risk_features.yml). For a transaction at time t every window is [t - N, t):
+    a transaction exactly N earlier counts, the current transaction does not, and neither does
+    any other transaction at exactly t (equal timestamps never see each other, whatever their
+    order in the file: deterministic, and what an online scorer can reproduce). A label counts
+    only when label_known_at < t (silver.fraud_labels).
+
+    Portable frames: `range between interval 'N' unit preceding and current row` covers
+    [t - N, t]; the rows at exactly t (the peers, `partition by ..., transaction_at`) are
+    subtracted to get [t - N, t). Every feature looks back at most 30 days, so it can be kept
+    online as windowed state and an incremental run reads only that lookback.
+
+    Incremental: rows of silver.transactions_cleaned loaded after this table's newest loaded_at
+    get features, computed over the transactions and labels of the 30 days before the earliest of
+    them. A transaction that arrives late (older than rows already featured) does not rewrite
+    those rows: they keep what was known when they were built; --full-refresh recomputes all.
+-#}
+
+{%- set customer_windows = [('1h', 1, 'hour'), ('1d', 1, 'day'), ('7d', 7, 'day'), ('30d', 30, 'day')] -%}
+{%- set merchant_windows = [('1d', 1, 'day'), ('7d', 7, 'day'), ('30d', 30, 'day')] -%}
+{%- set lookback_days = 30 -%}
+{%- set last_day = 'partition by customer_id order by transaction_at range between '
+    ~ interval_literal(1, 'day') ~ ' preceding and current row' -%}
+{%- set same_instant = 'partition by customer_id, transaction_at' -%}
+
+with
+
+transactions_cleaned as (
+
+    select * from {{ ref('transactions_cleaned') }}
+
+),
+
+fraud_labels as (
+
+    select * from {{ ref('fraud_labels') }}
+
+),
+
+customers as (
+
+    select * from {{ ref('customers') }}
+
+),
+
+{% if is_incremental() %}
+
+    new_batch as (
+
+        select min(transactions_cleaned.transaction_at) as first_new_at
+        from transactions_cleaned
+        where transactions_cleaned.loaded_at > {{ max_loaded_at(this) }}
+
+    ),
+
+{% endif %}
+
+transactions as (
+
+    -- the rows to feature (is_target) and the lookback they need
+    select
+        transactions_cleaned.transaction_id,
+        transactions_cleaned.customer_id,
+        transactions_cleaned.merchant_id,
+        transactions_cleaned.transaction_at,
+        cast(transactions_cleaned.amount as double) as amount,
+        transactions_cleaned.transaction_type,
+        transactions_cleaned.merchant_category,
+        transactions_cleaned.device_id,
+        transactions_cleaned.ip_address,
+        transactions_cleaned.loaded_at,
+    {% if is_incremental() %}
+            transactions_cleaned.loaded_at > {{ max_loaded_at(this) }} as is_target
+        from transactions_cleaned
+        cross join new_batch
+        where
+            transactions_cleaned.transaction_at
+            >= {{ dbt.dateadd('day', -lookback_days, 'new_batch.first_new_at') }}
+        {% else %}
+    true as is_target
+from transactions_cleaned
+    {% endif %}
+
+),
+
+labels as (
+
+    select
+        fraud_labels.merchant_id,
+        fraud_labels.label_known_at
+    {% if is_incremental() %}
+        from fraud_labels
+        cross join new_batch
+        where
+            fraud_labels.label_known_at
+            >= {{ dbt.dateadd('day', -lookback_days, 'new_batch.first_new_at') }}
+    {% else %}
+    from fraud_labels
+    {% endif %}
+
+),
+
+customer_history as (
+
+    -- windows over the customer's transactions, [t - N, t] and the peers at exactly t
+    select
+        *,
+        {%- for name, number, unit in customer_windows %}
+        count(*) over (
+            partition by customer_id order by transaction_at
+            range between {{ interval_literal(number, unit) }} preceding and current row
+        ) as customer_count_to_{{ name }},
+        sum(amount) over (
+            partition by customer_id order by transaction_at
+            range between {{ interval_literal(number, unit) }} preceding and current row
+        ) as customer_sum_to_{{ name }},
+        {%- endfor %}
+        count(*) over (partition by customer_id, transaction_at) as customer_peer_count,
+        sum(amount) over (partition by customer_id, transaction_at) as customer_peer_sum,
+        lag(transaction_at) over (
+            partition by customer_id order by transaction_at, transaction_id
+        ) as previous_row_at,
+        count(*) over (
+            partition by customer_id, device_id order by transaction_at
+            range between {{ interval_literal(lookback_days, 'day') }} preceding and current row
+        ) - count(*) over (partition by customer_id, device_id, transaction_at) as device_uses_30d,
+        count(*) over (
+            partition by customer_id, device_id order by transaction_at
+            range between {{ interval_literal(1, 'day') }} preceding and current row
+        ) - count(*) over (partition by customer_id, device_id, transaction_at) as device_uses_1d,
+        count(*) over (
+            partition by customer_id, ip_address order by transaction_at
+            range between {{ interval_literal(lookback_days, 'day') }} preceding and current row
+        ) - count(*) over (partition by customer_id, ip_address, transaction_at) as ip_uses_30d,
+        count(*) over (
+            partition by customer_id, ip_address order by transaction_at
+            range between {{ interval_literal(1, 'day') }} preceding and current row
+        ) - count(*) over (partition by customer_id, ip_address, transaction_at) as ip_uses_1d,
+        count(*) over (
+            partition by customer_id, merchant_id order by transaction_at
+            range between {{ interval_literal(lookback_days, 'day') }} preceding and current row
+        ) - count(*) over (partition by customer_id, merchant_id, transaction_at) as merchant_visits_30d
+    from transactions
+
+),
+
+customer_distinct as (
+
+    -- distinct devices / IPs in [t - 1 day, t]: minus the ones only seen at exactly t
+    select
+        *,
+        {{ windowed_distinct_count('device_id', last_day) }}
+        - {{ windowed_distinct_count('case when device_uses_1d = 0 then device_id end', same_instant) }}
+            as distinct_devices_1d,
+        {{ windowed_distinct_count('ip_address', last_day) }}
+        - {{ windowed_distinct_count('case when ip_uses_1d = 0 then ip_address end', same_instant) }}
+            as distinct_ips_1d,
+        -- the previous distinct timestamp: only the first peer's lag can be before t
+        min(case when previous_row_at < transaction_at then previous_row_at end)
+            over (partition by customer_id, transaction_at) as previous_transaction_at
+    from customer_history
+
+),
+
+merchant_events as (
+
+    select
+        merchant_id,
+        transaction_at as event_at,
+        transaction_id,
+        1 as is_transaction_event,
+        0 as is_label_event
+    from transactions
+
+    union all
+
+    select
+        merchant_id,
+        label_known_at as event_at,
+        cast(null as {{ dbt.type_string() }}) as transaction_id,
+        0 as is_transaction_event,
+        1 as is_label_event
+    from labels
+
+),
+
+merchant_history as (
+
+    -- the merchant's transactions and the fraud labels that became known, [t - N, t) each
+    select
+        transaction_id,
+        {%- for name, number, unit in merchant_windows %}
+        sum(is_transaction_event) over (
+            partition by merchant_id order by event_at
+            range between {{ interval_literal(number, unit) }} preceding and current row
+        ) - sum(is_transaction_event) over (partition by merchant_id, event_at)
+            as merchant_txn_count_{{ name }},
+        sum(is_label_event) over (
+            partition by merchant_id order by event_at
+            range between {{ interval_literal(number, unit) }} preceding and current row
+        ) - sum(is_label_event) over (partition by merchant_id, event_at)
+            as merchant_fraud_count_{{ name }},
+        {%- endfor %}
+        is_transaction_event
+    from merchant_events
+
+),
+
+final as (
+
+    select
+        customer_distinct.transaction_id,
+        customer_distinct.customer_id,
+        customer_distinct.merchant_id,
+        customer_distinct.transaction_at,
+        customer_distinct.amount,
+        cast(extract(hour from customer_distinct.transaction_at) as integer) as transaction_hour,
+        extract(hour from customer_distinct.transaction_at) < 6 as is_night,
+        {{ is_weekend('customer_distinct.transaction_at') }} as is_weekend,
+        customer_distinct.transaction_type,
+        customer_distinct.merchant_category,
+        {%- for name, number, unit in customer_windows %}
+        cast(
+            customer_distinct.customer_count_to_{{ name }} - customer_distinct.customer_peer_count
+            as {{ dbt.type_bigint() }}
+        ) as customer_txn_count_{{ name }},
+        customer_distinct.customer_sum_to_{{ name }} - customer_distinct.customer_peer_sum
+            as customer_amount_sum_{{ name }},
+        case
+            when customer_distinct.customer_count_to_{{ name }} > customer_distinct.customer_peer_count
+                then
+                    (customer_distinct.customer_sum_to_{{ name }} - customer_distinct.customer_peer_sum)
+                    / (customer_distinct.customer_count_to_{{ name }} - customer_distinct.customer_peer_count)
+            else 0.0
+        end as customer_amount_avg_{{ name }},
+        {%- endfor %}
+        {%- for name in ['7d', '30d'] %}
+        case
+            when customer_distinct.customer_count_to_{{ name }} > customer_distinct.customer_peer_count
+                then
+                    customer_distinct.amount
+                    * (customer_distinct.customer_count_to_{{ name }} - customer_distinct.customer_peer_count)
+                    / (customer_distinct.customer_sum_to_{{ name }} - customer_distinct.customer_peer_sum)
+            else 1.0
+        end as amount_to_customer_avg_{{ name }},
+        {%- endfor %}
+        cast(coalesce(
+            {{ dbt.datediff(
+                'customer_distinct.previous_transaction_at', 'customer_distinct.transaction_at', 'second'
+            ) }},
+            {{ lookback_days * 86400 }}
+        ) as {{ dbt.type_bigint() }}) as seconds_since_previous_txn,
+        customer_distinct.device_uses_30d = 0 as is_new_device_30d,
+        customer_distinct.ip_uses_30d = 0 as is_new_ip_30d,
+        customer_distinct.merchant_visits_30d = 0 as is_new_merchant_for_customer_30d,
+        cast(customer_distinct.distinct_devices_1d as {{ dbt.type_bigint() }}) as distinct_devices_1d,
+        cast(customer_distinct.distinct_ips_1d as {{ dbt.type_bigint() }}) as distinct_ips_1d,
+        {%- for name, number, unit in merchant_windows %}
+        cast(merchant_history.merchant_txn_count_{{ name }} as {{ dbt.type_bigint() }})
+            as merchant_txn_count_{{ name }},
+        cast(merchant_history.merchant_fraud_count_{{ name }} as {{ dbt.type_bigint() }})
+            as merchant_fraud_count_{{ name }},
+        case
+            when merchant_history.merchant_txn_count_{{ name }} > 0
+                then
+                    cast(merchant_history.merchant_fraud_count_{{ name }} as double)
+                    / merchant_history.merchant_txn_count_{{ name }}
+            else 0.0
+        end as merchant_fraud_rate_{{ name }},
+        {%- endfor %}
+        cast(greatest(
+            {{ dbt.datediff('customers.created_date', 'customer_distinct.transaction_at', 'day') }}, 0
+        ) as {{ dbt.type_bigint() }}) as customer_tenure_days,
+        customer_distinct.customer_count_to_30d = customer_distinct.customer_peer_count as is_new_customer,
+        merchant_history.merchant_txn_count_30d = 0 as is_new_merchant,
+        customer_distinct.loaded_at
+    from customer_distinct
+    inner join merchant_history
+        on customer_distinct.transaction_id = merchant_history.transaction_id
+    inner join customers
+        on customer_distinct.customer_id = customers.customer_id
+    where
+        customer_distinct.is_target
+        and merchant_history.is_transaction_event = 1
+
+)
+
+select * from final
