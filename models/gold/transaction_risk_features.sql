@@ -254,10 +254,14 @@ final as (
             else 1.0
         end as amount_to_customer_avg_{{ name }},
         {%- endfor %}
-        cast(coalesce(
-            {{ dbt.datediff(
-                'customer_distinct.previous_transaction_at', 'customer_distinct.transaction_at', 'second'
-            ) }},
+        -- capped at the lookback: the same value whether or not an older transaction exists
+        cast(least(
+            coalesce(
+                {{ dbt.datediff(
+                    'customer_distinct.previous_transaction_at', 'customer_distinct.transaction_at', 'second'
+                ) }},
+                {{ lookback_days * 86400 }}
+            ),
             {{ lookback_days * 86400 }}
         ) as {{ dbt.type_bigint() }}) as seconds_since_previous_txn,
         customer_distinct.device_uses_30d = 0 as is_new_device_30d,
