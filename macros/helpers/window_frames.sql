@@ -4,9 +4,7 @@
     interval_literal(n, unit): an interval constant for a range frame,
       `range between {{ interval_literal(1, 'day') }} preceding and current row`.
       DuckDB and Spark take the ANSI form interval '1' day; Snowflake spells it interval '1 day'.
-    windowed_distinct_count(expression, window): distinct non-null values over a window.
-      DuckDB and Snowflake: count(distinct ...) over (...); Spark has no distinct window
-      aggregates: size(collect_set(...)) over (...).
+    type_double(): the double type of the feature columns.
 -#}
 {% macro interval_literal(number, unit) -%}
     {{ return(adapter.dispatch('interval_literal', 'fraud_detection')(number, unit)) }}
@@ -20,18 +18,16 @@
     interval '{{ number | int }} {{ unit }}'
 {%- endmacro %}
 
-{% macro windowed_distinct_count(expression, window) -%}
-    {{ return(adapter.dispatch('windowed_distinct_count', 'fraud_detection')(expression, window)) }}
+{#- A double-precision float: `double` everywhere except PostgreSQL (dbt's type_float is a
+    4-byte float on DuckDB). -#}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double', 'fraud_detection')()) }}
 {%- endmacro %}
 
-{% macro default__windowed_distinct_count(expression, window) -%}
-    count(distinct {{ expression }}) over ({{ window }})
+{% macro default__type_double() -%}
+    double
 {%- endmacro %}
 
-{% macro spark__windowed_distinct_count(expression, window) -%}
-    size(collect_set({{ expression }}) over ({{ window }}))
-{%- endmacro %}
-
-{% macro databricks__windowed_distinct_count(expression, window) -%}
-    size(collect_set({{ expression }}) over ({{ window }}))
+{% macro postgres__type_double() -%}
+    double precision
 {%- endmacro %}

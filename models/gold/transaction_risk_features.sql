@@ -29,9 +29,6 @@
 {%- set customer_windows = [('1h', 1, 'hour'), ('1d', 1, 'day'), ('7d', 7, 'day'), ('30d', 30, 'day')] -%}
 {%- set merchant_windows = [('1d', 1, 'day'), ('7d', 7, 'day'), ('30d', 30, 'day')] -%}
 {%- set lookback_days = 30 -%}
-{%- set last_day = 'partition by customer_id order by transaction_at range between '
-    ~ interval_literal(1, 'day') ~ ' preceding and current row' -%}
-{%- set same_instant = 'partition by customer_id, transaction_at' -%}
 
 with
 
@@ -73,7 +70,7 @@ transactions as (
         transactions_cleaned.customer_id,
         transactions_cleaned.merchant_id,
         transactions_cleaned.transaction_at,
-        cast(transactions_cleaned.amount as double) as amount,
+        cast(transactions_cleaned.amount as {{ type_double() }}) as amount,
         transactions_cleaned.transaction_type,
         transactions_cleaned.merchant_category,
         transactions_cleaned.device_id,
@@ -135,17 +132,9 @@ customer_history as (
             range between {{ interval_literal(lookback_days, 'day') }} preceding and current row
         ) - count(*) over (partition by customer_id, device_id, transaction_at) as device_uses_30d,
         count(*) over (
-            partition by customer_id, device_id order by transaction_at
-            range between {{ interval_literal(1, 'day') }} preceding and current row
-        ) - count(*) over (partition by customer_id, device_id, transaction_at) as device_uses_1d,
-        count(*) over (
             partition by customer_id, ip_address order by transaction_at
             range between {{ interval_literal(lookback_days, 'day') }} preceding and current row
         ) - count(*) over (partition by customer_id, ip_address, transaction_at) as ip_uses_30d,
-        count(*) over (
-            partition by customer_id, ip_address order by transaction_at
-            range between {{ interval_literal(1, 'day') }} preceding and current row
-        ) - count(*) over (partition by customer_id, ip_address, transaction_at) as ip_uses_1d,
         count(*) over (
             partition by customer_id, merchant_id order by transaction_at
             range between {{ interval_literal(lookback_days, 'day') }} preceding and current row
@@ -154,21 +143,99 @@ customer_history as (
 
 ),
 
-customer_distinct as (
+customer_previous as (
 
-    -- distinct devices / IPs in [t - 1 day, t]: minus the ones only seen at exactly t
+    -- the previous distinct timestamp: only the first peer's lag can be before t
     select
         *,
-        {{ windowed_distinct_count('device_id', last_day) }}
-        - {{ windowed_distinct_count('case when device_uses_1d = 0 then device_id end', same_instant) }}
-            as distinct_devices_1d,
-        {{ windowed_distinct_count('ip_address', last_day) }}
-        - {{ windowed_distinct_count('case when ip_uses_1d = 0 then ip_address end', same_instant) }}
-            as distinct_ips_1d,
-        -- the previous distinct timestamp: only the first peer's lag can be before t
         min(case when previous_row_at < transaction_at then previous_row_at end)
             over (partition by customer_id, transaction_at) as previous_transaction_at
     from customer_history
+
+),
+
+{% for family, column in [('device', 'device_id'), ('ip', 'ip_address')] %}
+
+{{ family }}_uses as (
+
+    -- each instant a customer used a {{ family }}, with the previous and next such instant
+    select
+        customer_id,
+        used_at,
+        lag(used_at) over (partition by customer_id, used_value order by used_at) as previous_used_at,
+        lead(used_at) over (partition by customer_id, used_value order by used_at) as next_used_at
+    from (
+        select distinct
+            customer_id,
+            {{ column }} as used_value,
+            transaction_at as used_at
+        from transactions
+        where {{ column }} is not null
+    ) as distinct_uses
+
+),
+
+{% endfor %}
+
+activity_events as (
+
+    {#- A value used at s is "in the last day" for every t in (s, s + 1 day]. Overlapping periods
+        of one value merge; each merged period is +1 at its first use and -1 one day after its
+        last use. The distinct values used in [t - 1 day, t) are the sum of the events before t:
+        no distinct window aggregate (Spark and Snowflake have none with a frame), and the same
+        counter an online scorer keeps. -#}
+    {%- for family in ['device', 'ip'] %}
+    select
+        customer_id,
+        used_at as event_at,
+        cast(null as {{ dbt.type_string() }}) as transaction_id,
+        {{ '1' if family == 'device' else '0' }} as device_delta,
+        {{ '1' if family == 'ip' else '0' }} as ip_delta
+    from {{ family }}_uses
+    where
+        previous_used_at is null
+        or {{ dbt.dateadd('day', 1, 'previous_used_at') }} < used_at
+
+    union all
+
+    select
+        customer_id,
+        {{ dbt.dateadd('day', 1, 'used_at') }} as event_at,
+        cast(null as {{ dbt.type_string() }}) as transaction_id,
+        {{ '-1' if family == 'device' else '0' }} as device_delta,
+        {{ '-1' if family == 'ip' else '0' }} as ip_delta
+    from {{ family }}_uses
+    where
+        next_used_at is null
+        or next_used_at > {{ dbt.dateadd('day', 1, 'used_at') }}
+
+    union all
+    {%- endfor %}
+
+    select
+        customer_id,
+        transaction_at as event_at,
+        transaction_id,
+        0 as device_delta,
+        0 as ip_delta
+    from transactions
+
+),
+
+recent_activity as (
+
+    -- running sums of the events strictly before t (the ones at exactly t subtracted)
+    select
+        transaction_id,
+        sum(device_delta) over (
+            partition by customer_id order by event_at
+            range between unbounded preceding and current row
+        ) - sum(device_delta) over (partition by customer_id, event_at) as distinct_devices_1d,
+        sum(ip_delta) over (
+            partition by customer_id order by event_at
+            range between unbounded preceding and current row
+        ) - sum(ip_delta) over (partition by customer_id, event_at) as distinct_ips_1d
+    from activity_events
 
 ),
 
@@ -219,38 +286,38 @@ merchant_history as (
 final as (
 
     select
-        customer_distinct.transaction_id,
-        customer_distinct.customer_id,
-        customer_distinct.merchant_id,
-        customer_distinct.transaction_at,
-        customer_distinct.amount,
-        cast(extract(hour from customer_distinct.transaction_at) as integer) as transaction_hour,
-        extract(hour from customer_distinct.transaction_at) < 6 as is_night,
-        {{ is_weekend('customer_distinct.transaction_at') }} as is_weekend,
-        customer_distinct.transaction_type,
-        customer_distinct.merchant_category,
+        customer_previous.transaction_id,
+        customer_previous.customer_id,
+        customer_previous.merchant_id,
+        customer_previous.transaction_at,
+        customer_previous.amount,
+        cast(extract(hour from customer_previous.transaction_at) as integer) as transaction_hour,
+        extract(hour from customer_previous.transaction_at) < 6 as is_night,
+        {{ is_weekend('customer_previous.transaction_at') }} as is_weekend,
+        customer_previous.transaction_type,
+        customer_previous.merchant_category,
         {%- for name, number, unit in customer_windows %}
         cast(
-            customer_distinct.customer_count_to_{{ name }} - customer_distinct.customer_peer_count
+            customer_previous.customer_count_to_{{ name }} - customer_previous.customer_peer_count
             as {{ dbt.type_bigint() }}
         ) as customer_txn_count_{{ name }},
-        customer_distinct.customer_sum_to_{{ name }} - customer_distinct.customer_peer_sum
+        customer_previous.customer_sum_to_{{ name }} - customer_previous.customer_peer_sum
             as customer_amount_sum_{{ name }},
         case
-            when customer_distinct.customer_count_to_{{ name }} > customer_distinct.customer_peer_count
+            when customer_previous.customer_count_to_{{ name }} > customer_previous.customer_peer_count
                 then
-                    (customer_distinct.customer_sum_to_{{ name }} - customer_distinct.customer_peer_sum)
-                    / (customer_distinct.customer_count_to_{{ name }} - customer_distinct.customer_peer_count)
+                    (customer_previous.customer_sum_to_{{ name }} - customer_previous.customer_peer_sum)
+                    / (customer_previous.customer_count_to_{{ name }} - customer_previous.customer_peer_count)
             else 0.0
         end as customer_amount_avg_{{ name }},
         {%- endfor %}
         {%- for name in ['7d', '30d'] %}
         case
-            when customer_distinct.customer_count_to_{{ name }} > customer_distinct.customer_peer_count
+            when customer_previous.customer_count_to_{{ name }} > customer_previous.customer_peer_count
                 then
-                    customer_distinct.amount
-                    * (customer_distinct.customer_count_to_{{ name }} - customer_distinct.customer_peer_count)
-                    / (customer_distinct.customer_sum_to_{{ name }} - customer_distinct.customer_peer_sum)
+                    customer_previous.amount
+                    * (customer_previous.customer_count_to_{{ name }} - customer_previous.customer_peer_count)
+                    / (customer_previous.customer_sum_to_{{ name }} - customer_previous.customer_peer_sum)
             else 1.0
         end as amount_to_customer_avg_{{ name }},
         {%- endfor %}
@@ -258,17 +325,17 @@ final as (
         cast(least(
             coalesce(
                 {{ dbt.datediff(
-                    'customer_distinct.previous_transaction_at', 'customer_distinct.transaction_at', 'second'
+                    'customer_previous.previous_transaction_at', 'customer_previous.transaction_at', 'second'
                 ) }},
                 {{ lookback_days * 86400 }}
             ),
             {{ lookback_days * 86400 }}
         ) as {{ dbt.type_bigint() }}) as seconds_since_previous_txn,
-        customer_distinct.device_uses_30d = 0 as is_new_device_30d,
-        customer_distinct.ip_uses_30d = 0 as is_new_ip_30d,
-        customer_distinct.merchant_visits_30d = 0 as is_new_merchant_for_customer_30d,
-        cast(customer_distinct.distinct_devices_1d as {{ dbt.type_bigint() }}) as distinct_devices_1d,
-        cast(customer_distinct.distinct_ips_1d as {{ dbt.type_bigint() }}) as distinct_ips_1d,
+        customer_previous.device_uses_30d = 0 as is_new_device_30d,
+        customer_previous.ip_uses_30d = 0 as is_new_ip_30d,
+        customer_previous.merchant_visits_30d = 0 as is_new_merchant_for_customer_30d,
+        cast(recent_activity.distinct_devices_1d as {{ dbt.type_bigint() }}) as distinct_devices_1d,
+        cast(recent_activity.distinct_ips_1d as {{ dbt.type_bigint() }}) as distinct_ips_1d,
         {%- for name, number, unit in merchant_windows %}
         cast(merchant_history.merchant_txn_count_{{ name }} as {{ dbt.type_bigint() }})
             as merchant_txn_count_{{ name }},
@@ -277,24 +344,26 @@ final as (
         case
             when merchant_history.merchant_txn_count_{{ name }} > 0
                 then
-                    cast(merchant_history.merchant_fraud_count_{{ name }} as double)
+                    cast(merchant_history.merchant_fraud_count_{{ name }} as {{ type_double() }})
                     / merchant_history.merchant_txn_count_{{ name }}
             else 0.0
         end as merchant_fraud_rate_{{ name }},
         {%- endfor %}
         cast(greatest(
-            {{ dbt.datediff('customers.created_date', 'customer_distinct.transaction_at', 'day') }}, 0
+            {{ dbt.datediff('customers.created_date', 'customer_previous.transaction_at', 'day') }}, 0
         ) as {{ dbt.type_bigint() }}) as customer_tenure_days,
-        customer_distinct.customer_count_to_30d = customer_distinct.customer_peer_count as is_new_customer,
+        customer_previous.customer_count_to_30d = customer_previous.customer_peer_count as is_new_customer,
         merchant_history.merchant_txn_count_30d = 0 as is_new_merchant,
-        customer_distinct.loaded_at
-    from customer_distinct
+        customer_previous.loaded_at
+    from customer_previous
     inner join merchant_history
-        on customer_distinct.transaction_id = merchant_history.transaction_id
+        on customer_previous.transaction_id = merchant_history.transaction_id
+    inner join recent_activity
+        on customer_previous.transaction_id = recent_activity.transaction_id
     inner join customers
-        on customer_distinct.customer_id = customers.customer_id
+        on customer_previous.customer_id = customers.customer_id
     where
-        customer_distinct.is_target
+        customer_previous.is_target
         and merchant_history.is_transaction_event = 1
 
 )
