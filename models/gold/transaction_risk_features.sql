@@ -70,7 +70,8 @@ transactions as (
         transactions_cleaned.customer_id,
         transactions_cleaned.merchant_id,
         transactions_cleaned.transaction_at,
-        cast(transactions_cleaned.amount as {{ type_double() }}) as amount,
+        -- exact decimal: window sums are exact, then one conversion to double (same on every engine)
+        transactions_cleaned.amount,
         transactions_cleaned.transaction_type,
         transactions_cleaned.merchant_category,
         transactions_cleaned.device_id,
@@ -290,34 +291,32 @@ final as (
         customer_previous.customer_id,
         customer_previous.merchant_id,
         customer_previous.transaction_at,
-        customer_previous.amount,
+        cast(customer_previous.amount as {{ type_double() }}) as amount,
         cast(extract(hour from customer_previous.transaction_at) as integer) as transaction_hour,
         extract(hour from customer_previous.transaction_at) < 6 as is_night,
         {{ is_weekend('customer_previous.transaction_at') }} as is_weekend,
         customer_previous.transaction_type,
         customer_previous.merchant_category,
         {%- for name, number, unit in customer_windows %}
-        cast(
-            customer_previous.customer_count_to_{{ name }} - customer_previous.customer_peer_count
-            as {{ dbt.type_bigint() }}
-        ) as customer_txn_count_{{ name }},
-        customer_previous.customer_sum_to_{{ name }} - customer_previous.customer_peer_sum
-            as customer_amount_sum_{{ name }},
+            {%- set count_before = '(customer_previous.customer_count_to_' ~ name
+                ~ ' - customer_previous.customer_peer_count)' %}
+            {%- set sum_before = 'cast(customer_previous.customer_sum_to_' ~ name
+                ~ ' - customer_previous.customer_peer_sum as ' ~ type_double() ~ ')' %}
+        cast({{ count_before }} as {{ dbt.type_bigint() }}) as customer_txn_count_{{ name }},
+        coalesce({{ sum_before }}, 0.0) as customer_amount_sum_{{ name }},
         case
-            when customer_previous.customer_count_to_{{ name }} > customer_previous.customer_peer_count
-                then
-                    (customer_previous.customer_sum_to_{{ name }} - customer_previous.customer_peer_sum)
-                    / (customer_previous.customer_count_to_{{ name }} - customer_previous.customer_peer_count)
+            when {{ count_before }} > 0 then {{ sum_before }} / {{ count_before }}
             else 0.0
         end as customer_amount_avg_{{ name }},
         {%- endfor %}
         {%- for name in ['7d', '30d'] %}
+            {%- set count_before = '(customer_previous.customer_count_to_' ~ name
+                ~ ' - customer_previous.customer_peer_count)' %}
+            {%- set sum_before = 'cast(customer_previous.customer_sum_to_' ~ name
+                ~ ' - customer_previous.customer_peer_sum as ' ~ type_double() ~ ')' %}
         case
-            when customer_previous.customer_count_to_{{ name }} > customer_previous.customer_peer_count
-                then
-                    customer_previous.amount
-                    * (customer_previous.customer_count_to_{{ name }} - customer_previous.customer_peer_count)
-                    / (customer_previous.customer_sum_to_{{ name }} - customer_previous.customer_peer_sum)
+            when {{ count_before }} > 0
+                then cast(customer_previous.amount as {{ type_double() }}) * {{ count_before }} / {{ sum_before }}
             else 1.0
         end as amount_to_customer_avg_{{ name }},
         {%- endfor %}
