@@ -83,7 +83,7 @@ transactions as (
         cross join new_batch
         where
             transactions_cleaned.transaction_at
-            >= {{ dbt.dateadd('day', -lookback_days, 'new_batch.first_new_at') }}
+            >= new_batch.first_new_at - {{ interval_literal(lookback_days, 'day') }}
         {% else %}
     true as is_target
 from transactions_cleaned
@@ -101,7 +101,7 @@ labels as (
         cross join new_batch
         where
             fraud_labels.label_known_at
-            >= {{ dbt.dateadd('day', -lookback_days, 'new_batch.first_new_at') }}
+            >= new_batch.first_new_at - {{ interval_literal(lookback_days, 'day') }}
     {% else %}
     from fraud_labels
     {% endif %}
@@ -195,20 +195,20 @@ activity_events as (
     from {{ family }}_uses
     where
         previous_used_at is null
-        or {{ dbt.dateadd('day', 1, 'previous_used_at') }} < used_at
+        or previous_used_at + {{ interval_literal(1, 'day') }} < used_at
 
     union all
 
     select
         customer_id,
-        {{ dbt.dateadd('day', 1, 'used_at') }} as event_at,
+        used_at + {{ interval_literal(1, 'day') }} as event_at,
         cast(null as {{ dbt.type_string() }}) as transaction_id,
         {{ '-1' if family == 'device' else '0' }} as device_delta,
         {{ '-1' if family == 'ip' else '0' }} as ip_delta
     from {{ family }}_uses
     where
         next_used_at is null
-        or next_used_at > {{ dbt.dateadd('day', 1, 'used_at') }}
+        or next_used_at > used_at + {{ interval_literal(1, 'day') }}
 
     union all
     {%- endfor %}

@@ -59,7 +59,7 @@ labels as (
 
         select
             transaction_id,
-            {{ dbt.dateadd('second', label_delay_seconds(), 'transaction_at') }} as reported_at,
+            transaction_at + {{ interval_literal(label_delay_seconds(), 'second') }} as reported_at,
             'label_delay' as report_type,
             cast(1 as {{ dbt.type_bigint() }}) as report_count
         from transactions
