@@ -34,6 +34,8 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from ml import label_feed
+
 GENERATOR_VERSION = "1.0.0"
 
 FIXTURE_ARGS: list[str] = [
@@ -1480,11 +1482,13 @@ def write(
         batches = [*data.previous_manifest["batches"], data.batch]
         base_options = data.previous_manifest["options"]
     _write_transactions(data.transactions, tx_path, step)
+    _write_table(label_feed.for_batch(data), out / "fraud_reports" / data.transactions_file)
     manifest = _summarise(base_options, batches, data.customers.num_rows, data.merchants.num_rows)
     text = manifest_json(manifest)
     _atomic(out / "manifest.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     for path in stale:
         path.unlink(missing_ok=True)
+        (out / "fraud_reports" / path.name).unlink(missing_ok=True)
     step("manifest written")
     return manifest
 

@@ -105,6 +105,7 @@ def test_same_options_give_byte_identical_files(tmp_path: Path) -> None:
         "customers/customers.parquet",
         "merchants/merchants.parquet",
         "transactions/batch_0000.parquet",
+        "fraud_reports/batch_0000.parquet",
         "manifest.json",
     }  # no temp files left behind
     assert digests == _digests(b)

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GOVERNANCE = ROOT / "tests" / "governance"
 POLICY = yaml.safe_load((GOVERNANCE / "access_policy.yml").read_text())
 COMMITTED_FIXTURE = ROOT / "tests" / "fixtures" / "small"
-RAW_TABLES = ("customers", "merchants", "transactions")
+RAW_TABLES = ("customers", "merchants", "transactions", "fraud_reports")
 FIXTURE_ARGS = [
     "--customers",
     "400",

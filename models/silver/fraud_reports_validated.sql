@@ -1,0 +1,100 @@
+{#-
+    Every bronze fraud report with the reasons it fails validation (null when it passes); the one
+    place the label rules live (fraud_labels and fraud_reports_rejected both read it). A table,
+    rebuilt on each run: the feed is small (about one report per fraud), and a report that
+    arrives before its transaction is loaded (unknown_transaction_id today) becomes valid on
+    the run that loads the transaction. Checks, in order:
+      missing_transaction_id / missing_reported_at / missing_report_type
+      unknown_report_type     not chargeback, customer_claim or issuer_alert
+      future_reported_at      after var as_of_date
+      unknown_transaction_id  no valid transaction (silver.transactions_cleaned) has this id
+      duplicate_report        otherwise valid, but an earlier valid report (by reported_at, then
+                              file and row) names the same transaction: the first report is the
+                              label, later ones (follow-up chargebacks, re-sent rows) are kept here
+-#}
+
+with
+
+reports as (
+
+    select * from {{ ref('fraud_reports_raw') }}
+
+),
+
+transactions as (
+
+    select transaction_id from {{ ref('transactions_cleaned') }}
+
+),
+
+with_known_transaction as (
+
+    select
+        reports.*,
+        transactions.transaction_id is not null as has_known_transaction
+    from reports
+    left join transactions
+        on reports.transaction_id = transactions.transaction_id
+
+),
+
+checked as (
+
+    select
+        *,
+        case when transaction_id is null then ', missing_transaction_id' else '' end
+        || case when reported_at is null then ', missing_reported_at' else '' end
+        || case when report_type is null then ', missing_report_type' else '' end
+        || case
+            when report_type not in ('chargeback', 'customer_claim', 'issuer_alert')
+                then ', unknown_report_type'
+            else ''
+        end
+        || case
+            when reported_at > cast('{{ var("as_of_date") }}' as {{ dbt.type_timestamp() }})
+                then ', future_reported_at'
+            else ''
+        end
+        || case
+            when transaction_id is not null and not has_known_transaction
+                then ', unknown_transaction_id'
+            else ''
+        end as failed_checks
+    from with_known_transaction
+
+),
+
+with_duplicates as (
+
+    select
+        *,
+        failed_checks
+        || case
+            when
+                failed_checks = ''
+                and row_number() over (
+                    partition by transaction_id, (failed_checks = '')
+                    order by reported_at, source_file_name, source_row_number
+                ) > 1
+                then ', duplicate_report'
+            else ''
+        end as all_failed_checks
+    from checked
+
+),
+
+final as (
+
+    select
+        transaction_id,
+        reported_at,
+        report_type,
+        source_file_name,
+        source_row_number,
+        loaded_at,
+        nullif(substr(all_failed_checks, 3), '') as rejection_reasons
+    from with_duplicates
+
+)
+
+select * from final
