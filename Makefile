@@ -73,6 +73,7 @@ run: data
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	mkdir -p $(TEST_DIR)/lint
 	FRAUD_WAREHOUSE_DIR=$(TEST_DIR)/lint $(BIN)/sqlfluff lint models tests/dbt analyses
 

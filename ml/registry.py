@@ -59,9 +59,7 @@ def resolve_settings(
     return MlflowSettings(tracking, registry, artifacts)
 
 
-def configure(
-    tracking_uri: str | None = None, registry_uri: str | None = None
-) -> MlflowSettings:
+def configure(tracking_uri: str | None = None, registry_uri: str | None = None) -> MlflowSettings:
     """Point the mlflow client at the tracking store and registry; create the local folder."""
     settings = resolve_settings(tracking_uri, registry_uri)
     if settings.tracking_uri.startswith("sqlite:"):
