@@ -50,7 +50,7 @@ lock:
 	  /tmp/fraud-lock-venv/bin/pip freeze --exclude fraud-detection; } > requirements.lock
 
 data: setup
-	$(BIN)/python -m ml.datagen --customers $(CUSTOMERS) --transactions $(TRANSACTIONS) \
+	$(BIN)/fraud-generate --customers $(CUSTOMERS) --transactions $(TRANSACTIONS) \
 	    --days $(DAYS) --out $(RAW_DIR)
 
 # fraud-promote exits 1 when the gates refuse (expected, recorded) and 2 on errors (fatal).

@@ -53,7 +53,8 @@ import yaml
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from ml.settings import PROJECT_ROOT
+
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 SUPPORTED_TYPES = ("duckdb", "postgres", "databricks", "snowflake")
 
