@@ -3,14 +3,13 @@ entry points (training and scoring models) use to read relations and the invocat
 
 from __future__ import annotations
 
-import os
 import subprocess
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
-from ml.settings import PROJECT_ROOT, env_var_name
+from ml.settings import PROJECT_ROOT, from_env
 
 
 def _git(*args: str) -> str | None:
@@ -37,7 +36,7 @@ def head_commit() -> str:
 def recorded_commit() -> str:
     """HEAD of the project (``+dirty`` with uncommitted changes); setting ``git_commit``
     (``FRAUD_GIT_COMMIT``) wins. What an audit row records."""
-    configured = os.environ.get(env_var_name("git_commit"))
+    configured = from_env("git_commit")
     if configured:
         return configured
     head = head_commit()

@@ -19,7 +19,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ml.settings import DEFAULT_MLFLOW_DIR, env_var_name, with_env_fallback
+from ml.settings import DEFAULT_MLFLOW_DIR, from_env, with_env_fallback
 
 CATALOG = "main"
 MODEL_SCHEMA = "ml_models"
@@ -48,7 +48,7 @@ class MlflowSettings:
 
 def local_mlflow_dir() -> Path:
     """The folder holding the local sqlite store and artifacts."""
-    return Path(os.environ.get(env_var_name("mlflow_dir"), DEFAULT_MLFLOW_DIR)).resolve()
+    return Path(from_env("mlflow_dir") or DEFAULT_MLFLOW_DIR).resolve()
 
 
 def resolve_settings(

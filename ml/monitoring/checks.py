@@ -1,5 +1,5 @@
 """Monitoring thresholds and the checks on volume, anomaly rate and
-feature drift (README "Monitoring").
+feature drift (README "Promotion and monitoring").
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ from ml.monitoring.statistics import (
     ks_statistic,
     psi,
 )
-
-# --------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

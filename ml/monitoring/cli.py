@@ -1,4 +1,4 @@
-"""fraud-monitor: the monitoring job (usage and exit codes: README "Monitoring")."""
+"""fraud-monitor: the monitoring job (usage and exit codes: README "Promotion and monitoring")."""
 
 from __future__ import annotations
 
@@ -17,11 +17,7 @@ from ml.monitoring.checks import Result, evaluate, load_thresholds
 from ml.monitoring.inputs import load_reference, parse_as_of, read_warehouse, resolve_target
 from ml.monitoring.report import write_outputs
 from ml.monitoring.statistics import EXIT_BREACH, EXIT_ERROR, EXIT_NO_DATA, MonitoringError
-from ml.settings import MONITORING_FILE, MONITORING_OUTPUT_DIR
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
+from ml.settings import MONITORING_FILE, MONITORING_OUTPUT_DIR, from_env
 
 EPILOG = """exit codes:
   0  all checks within thresholds
@@ -125,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fraud-monitor: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # registry unreachable, driver errors
-        if os.environ.get("FRAUD_DEBUG"):
+        if from_env("debug"):
             traceback.print_exc()
         print(f"fraud-monitor: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -16,10 +16,6 @@ from ml import registry
 from ml import warehouse as wh_mod
 from ml.monitoring.statistics import FEATURES, REFERENCE_ARTIFACT, MonitoringError, finite_values
 
-# --------------------------------------------------------------------------------------------
-# Model and reference (MLflow)
-# --------------------------------------------------------------------------------------------
-
 
 @dataclass
 class Target:

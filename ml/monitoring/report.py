@@ -25,10 +25,6 @@ from ml.monitoring.statistics import (
     finite_values,
 )
 
-# --------------------------------------------------------------------------------------------
-# Charts and report
-# --------------------------------------------------------------------------------------------
-
 
 def _figure_png(figure: Any) -> bytes:
     buffer = io.BytesIO()

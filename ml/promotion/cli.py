@@ -1,10 +1,9 @@
-"""fraud-promote: promote or roll back a model version (README "Promotion")."""
+"""fraud-promote: promote or roll back a model version (README "Promotion and monitoring")."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -15,12 +14,8 @@ from ml.promotion.decision import Context, promote, rollback
 from ml.promotion.locking import default_actor, local_lock_path, registry_lock
 from ml.promotion.outcome import DEFAULT_LOCK_TIMEOUT_S, EXIT_ERROR, PromotionError, render_text
 from ml.registry import RegistryError
-from ml.settings import PROMOTION_GATES_FILE
+from ml.settings import PROMOTION_GATES_FILE, from_env
 from ml.validation.gates import GateConfigError, load_gate_config
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PromotionError, GateConfigError, RegistryError, wh_mod.WarehouseError) as exc:
         return _fail(str(exc), args.json)
     except Exception as exc:  # registry unreachable, driver errors, ...
-        if os.environ.get("FRAUD_DEBUG"):
+        if from_env("debug"):
             traceback.print_exc()
         return _fail(f"{type(exc).__name__}: {exc}", args.json)
     if args.json:

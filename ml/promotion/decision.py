@@ -1,4 +1,4 @@
-"""The two promotion operations, promote and rollback (README "Promotion")."""
+"""The two promotion operations, promote and rollback (README "Promotion and monitoring")."""
 
 from __future__ import annotations
 
@@ -20,10 +20,6 @@ from ml.promotion.outcome import (
 )
 from ml.provenance import recorded_commit, utc_now
 from ml.validation.gates import GateConfig, VersionInfo, evaluate_gates
-
-# --------------------------------------------------------------------------------------------
-# Registry look-ups
-# --------------------------------------------------------------------------------------------
 
 
 def _artifact_paths(client: Any, run_id: str, wanted: Sequence[str]) -> set[str]:

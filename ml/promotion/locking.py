@@ -14,10 +14,6 @@ from urllib.parse import unquote, urlparse
 
 from ml.promotion.outcome import LOCK_FILE, PromotionError
 
-# --------------------------------------------------------------------------------------------
-# Locking, identity, provenance
-# --------------------------------------------------------------------------------------------
-
 
 def local_lock_path(registry_uri: str) -> Path | None:
     """``promotion.lock`` beside a local registry (sqlite / file store); None when remote."""

@@ -1,4 +1,4 @@
-"""Batch scoring of gold.fraud_scores (README "Scoring")."""
+"""Batch scoring of gold.fraud_scores (README "Models, scores and explanations")."""
 
 from __future__ import annotations
 

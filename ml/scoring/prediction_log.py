@@ -7,10 +7,6 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-# ---------------------------------------------------------------------------------------------
-# Prediction audit log (audit.model_predictions)
-# ---------------------------------------------------------------------------------------------
-
 AUDIT_COLUMNS: tuple[str, ...] = (
     "prediction_id",
     "customer_id",

@@ -1,4 +1,4 @@
-"""Per-customer reason codes for a score (README "Scoring")."""
+"""Per-customer reason codes for a score (README "Models, scores and explanations")."""
 
 from __future__ import annotations
 
@@ -8,10 +8,6 @@ import numpy as np
 import pandas as pd
 
 from ml.features import INTEGER_FEATURES
-
-# ---------------------------------------------------------------------------------------------
-# Reason codes
-# ---------------------------------------------------------------------------------------------
 
 N_REASONS = 3
 

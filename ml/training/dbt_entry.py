@@ -17,10 +17,6 @@ from ml.training.customer_models.params import (
 from ml.training.customer_models.random_forest import train_random_forest
 from ml.training.customer_models.steps import last_trained_run
 
-# ---------------------------------------------------------------------------------------------
-# The dbt Python models' entry point
-# ---------------------------------------------------------------------------------------------
-
 
 def train_in_dbt(
     model_type: str,

@@ -1,5 +1,5 @@
 """Promotion gates: their configuration (config/promotion_gates.yml) and evaluation
-against a candidate and the current champion (README "Promotion").
+against a candidate and the current champion (README "Promotion and monitoring").
 """
 
 from __future__ import annotations

@@ -161,13 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="fraud-metrics",
         description="Evaluation metrics of the registered fraud models, from their MLflow runs.",
     )
+    selection = registry.ModelSelection.from_settings({})  # what scoring uses
     parser.add_argument(
         "--models",
         nargs="+",
-        default=list(registry.SCORING_MODEL_NAMES),
-        help="registered model names or short names (random_forest, isolation_forest)",
+        default=list(selection.model_names),
+        help="registered model names or short names (default: setting scoring_model_names)",
     )
-    parser.add_argument("--alias", default=registry.CHAMPION_ALIAS, help="default: champion")
+    parser.add_argument(
+        "--alias", default=selection.alias, help="default: setting scoring_alias (champion)"
+    )
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     parser.add_argument("--tracking-uri", default=None, help="default: see ml/registry.py")
     parser.add_argument("--registry-uri", default=None)

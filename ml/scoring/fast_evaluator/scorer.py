@@ -28,10 +28,6 @@ from ml.scoring.fast_evaluator.kernels import (
     max_threads,
 )
 
-# --------------------------------------------------------------------------------------------
-# The scorer
-# --------------------------------------------------------------------------------------------
-
 
 class FastScorer:
     """A compiled pipeline: same methods and results as the scikit-learn object it came from.

@@ -1,4 +1,6 @@
-"""Training the unsupervised IsolationForest on every customer (README "Models")."""
+"""Training the unsupervised IsolationForest on every customer
+(README "Models, scores and explanations").
+"""
 
 from __future__ import annotations
 

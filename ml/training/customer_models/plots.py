@@ -16,10 +16,6 @@ from sklearn.metrics import (
 
 from ml.timing import phase
 
-# ---------------------------------------------------------------------------------------------
-# Plots (matplotlib object API only: no pyplot global state, safe in dbt's threads)
-# ---------------------------------------------------------------------------------------------
-
 
 def _figure(width: float, height: float) -> Any:
     import matplotlib

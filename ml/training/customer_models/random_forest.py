@@ -1,5 +1,5 @@
 """Training the supervised RandomForest on a held-out split, when there are enough
-fraudulent customers (README "Models").
+fraudulent customers (README "Models, scores and explanations").
 """
 
 from __future__ import annotations

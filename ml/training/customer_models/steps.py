@@ -38,10 +38,6 @@ from ml.training.customer_models.params import (
     RetrainPolicy,
 )
 
-# ---------------------------------------------------------------------------------------------
-# Pure helpers
-# ---------------------------------------------------------------------------------------------
-
 
 def join_labels(features: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
     """Boolean label per feature row (aligned to ``features``): fraudulent when any of the

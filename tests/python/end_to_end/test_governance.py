@@ -11,7 +11,7 @@ CI=true makes the suite mandatory; elsewhere it is skipped (with how to run it) 
 neither installed nor installable (root + apt-get). test_mask_email_rule_on_duckdb needs no
 PostgreSQL and always runs.
 
-    .venv/bin/pytest tests/python/test_governance.py
+    .venv/bin/pytest tests/python/end_to_end/test_governance.py
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 RUN_HINT = (
     "To run it: install PostgreSQL (Debian: apt-get install postgresql; any initdb/pg_ctl on "
     "PATH works) or run as root where apt-get is available, then "
-    "`.venv/bin/pytest tests/python/test_governance.py`. CI=true makes this suite mandatory."
+    "`.venv/bin/pytest tests/python/end_to_end/test_governance.py`. CI=true makes this suite mandatory."
 )
 DBT_TIMEOUT = 300
 WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
