@@ -18,8 +18,8 @@
     bronze → gold, both models trained and registered, ``gold.fraud_scores`` (first-run
     fallback: no alias yet) and ``audit.model_predictions``. Shared by every test of the
     session: treat it as read-mostly. A test that changes it (aliases, extra dbt runs) must say
-    so and put aliases back; tests/python/end_to_end/test_e2e_ml.py sets and then removes ``champion`` and
-    appends one more scoring batch to the audit log.
+    so and put aliases back; tests/python/end_to_end/test_e2e_ml.py sets and then removes
+    ``champion`` and appends one more scoring batch to the audit log.
 
 ``dbt_project_factory`` (function)
     ``factory(name, vars=...)`` → a fresh, not yet built ``DbtProject`` in tmp (for tests that

@@ -70,7 +70,8 @@ IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 RUN_HINT = (
     "To run it: install PostgreSQL (Debian: apt-get install postgresql; any initdb/pg_ctl on "
     "PATH works) or run as root where apt-get is available, then "
-    "`.venv/bin/pytest tests/python/end_to_end/test_governance.py`. CI=true makes this suite mandatory."
+    "`.venv/bin/pytest tests/python/end_to_end/test_governance.py`. "
+    "CI=true makes this suite mandatory."
 )
 DBT_TIMEOUT = 300
 WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
