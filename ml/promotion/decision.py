@@ -91,6 +91,19 @@ class Context:
     profiles_dir: str | None
 
 
+def _decided_by(ctx: Context, config: GateConfig) -> dict[str, Any]:
+    """What every decision records about who decided, when, with which code and gates."""
+    return {
+        "gate_config_version": config.version,
+        "gate_config_path": config.path,
+        "actor": ctx.actor,
+        "decided_at": utc_now(),
+        "git_commit": recorded_commit(),
+        "dry_run": ctx.dry_run,
+        "thresholds": {key: config.threshold(key) for key in ("precision", "recall", "f1")},
+    }
+
+
 def _open_audit(ctx: Context) -> tuple[wh_mod.Warehouse, str]:
     warehouse = wh_mod.connect(ctx.target, profiles_dir=ctx.profiles_dir)
     try:
@@ -142,14 +155,8 @@ def promote(ctx: Context, spec: str) -> Outcome:
         previous_champion_version=champion_version,
         new_champion_version=version if passed else champion_version,
         gates=gates,
-        gate_config_version=config.version,
-        gate_config_path=config.path,
-        actor=ctx.actor,
-        decided_at=utc_now(),
-        git_commit=recorded_commit(),
-        dry_run=ctx.dry_run,
+        **_decided_by(ctx, config),
         metrics=candidate.metrics,
-        thresholds={key: config.threshold(key) for key in ("precision", "recall", "f1")},
         notes=notes,
     )
     if ctx.dry_run:
@@ -210,14 +217,8 @@ def rollback(ctx: Context) -> Outcome:
         previous_champion_version=current,
         new_champion_version=previous,
         gates=[],
-        gate_config_version=config.version,
-        gate_config_path=config.path,
-        actor=ctx.actor,
-        decided_at=utc_now(),
-        git_commit=recorded_commit(),
-        dry_run=ctx.dry_run,
+        **_decided_by(ctx, config),
         metrics=restored.metrics,
-        thresholds={key: config.threshold(key) for key in ("precision", "recall", "f1")},
         notes=f"rollback of v{current}" if current is not None else "rollback (no champion)",
     )
     if ctx.dry_run:

@@ -16,12 +16,9 @@ import pandas as pd
 
 from ml import registry
 from ml.features import FEATURE_COLUMNS, ID_COLUMN, feature_matrix, training_data_fingerprint
-from ml.provenance import utc_now_naive
 from ml.scores import ablation_contributions, score_function
 from ml.training.customer_models.params import (
-    EVALUATION_METRICS,
     LABEL_COLUMN,
-    STATUS_TRAINED,
     IsolationForestParams,
     RetrainPolicy,
     TrainingContext,
@@ -39,6 +36,7 @@ from ml.training.customer_models.publish import (
     retrain_skip_row,
     run_identity,
     run_tags,
+    trained_row,
     write_common_artifacts,
 )
 from ml.training.customer_models.steps import (
@@ -47,7 +45,6 @@ from ml.training.customer_models.steps import (
     in_id_order,
     join_labels,
     reference_frame,
-    training_run_row,
 )
 
 logger = logging.getLogger(__name__)
@@ -178,16 +175,14 @@ def train_isolation_forest(
         version,
         run_id,
     )
-    return training_run_row(
-        run_id=run_id,
-        model_version=version,
-        status=STATUS_TRAINED,
-        trained_at=utc_now_naive(),
+    return trained_row(
+        identity,
+        run_id,
+        version,
+        metrics,
         n_train=len(X),
         n_test=len(X),
         evaluation_set="all_customers_unsupervised",
         fit_seconds=fit_seconds,
-        training_seconds=time.perf_counter() - started,
-        **identity,
-        **{k: metrics[k] for k in (*EVALUATION_METRICS, "n_anomalies_detected", "anomaly_rate")},
+        started=started,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,13 @@ from sklearn.pipeline import Pipeline
 from ml import registry
 from ml.provenance import utc_now_naive
 from ml.timing import phase
-from ml.training.customer_models.params import STATUS_SKIPPED, RetrainPolicy, TrainingContext
+from ml.training.customer_models.params import (
+    EVALUATION_METRICS,
+    STATUS_SKIPPED,
+    STATUS_TRAINED,
+    RetrainPolicy,
+    TrainingContext,
+)
 from ml.training.customer_models.steps import (
     retraining_decision,
     training_config_fingerprint,
@@ -198,3 +205,32 @@ def retrain_skip_row(
         return None
     logger.info("%s not retrained: %s", identity["model_name"], reason)
     return training_run_row(status=STATUS_SKIPPED, skip_reason=reason, trained_at=now, **identity)
+
+
+def trained_row(
+    identity: Mapping[str, Any],
+    run_id: str,
+    version: int,
+    metrics: Mapping[str, Any],
+    *,
+    n_train: int,
+    n_test: int,
+    evaluation_set: str,
+    fit_seconds: float,
+    started: float,
+) -> pd.DataFrame:
+    """The training-run row of a model that was trained and registered (``started``: the
+    ``time.perf_counter()`` at the start of the training)."""
+    return training_run_row(
+        run_id=run_id,
+        model_version=version,
+        status=STATUS_TRAINED,
+        trained_at=utc_now_naive(),
+        n_train=n_train,
+        n_test=n_test,
+        evaluation_set=evaluation_set,
+        fit_seconds=fit_seconds,
+        training_seconds=time.perf_counter() - started,
+        **identity,
+        **{k: metrics[k] for k in (*EVALUATION_METRICS, "n_anomalies_detected", "anomaly_rate")},
+    )

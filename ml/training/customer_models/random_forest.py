@@ -21,9 +21,7 @@ from ml.provenance import utc_now_naive
 from ml.scores import score_function
 from ml.timing import timed
 from ml.training.customer_models.params import (
-    EVALUATION_METRICS,
     STATUS_SKIPPED,
-    STATUS_TRAINED,
     RandomForestParams,
     RetrainPolicy,
     TrainingContext,
@@ -40,6 +38,7 @@ from ml.training.customer_models.publish import (
     retrain_skip_row,
     run_identity,
     run_tags,
+    trained_row,
     write_common_artifacts,
 )
 from ml.training.customer_models.steps import (
@@ -196,16 +195,14 @@ def train_random_forest(
         version,
         run_id,
     )
-    return training_run_row(
-        run_id=run_id,
-        model_version=version,
-        status=STATUS_TRAINED,
-        trained_at=utc_now_naive(),
+    return trained_row(
+        common,
+        run_id,
+        version,
+        metrics,
         n_train=len(X_train),
         n_test=len(X_test),
         evaluation_set="holdout_test_split",
         fit_seconds=fit_seconds,
-        training_seconds=time.perf_counter() - started,
-        **common,
-        **{k: metrics[k] for k in (*EVALUATION_METRICS, "n_anomalies_detected", "anomaly_rate")},
+        started=started,
     )
