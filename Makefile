@@ -50,7 +50,7 @@ lock:
 	  /tmp/fraud-lock-venv/bin/pip freeze --exclude fraud-detection; } > requirements.lock
 
 data: setup
-	$(BIN)/python -m ml.datagen --customers $(CUSTOMERS) --transactions $(TRANSACTIONS) \
+	$(BIN)/fraud-generate --customers $(CUSTOMERS) --transactions $(TRANSACTIONS) \
 	    --days $(DAYS) --out $(RAW_DIR)
 
 # fraud-promote exits 1 when the gates refuse (expected, recorded) and 2 on errors (fatal).
@@ -73,6 +73,7 @@ run: data
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	mkdir -p $(TEST_DIR)/lint
 	FRAUD_WAREHOUSE_DIR=$(TEST_DIR)/lint $(BIN)/sqlfluff lint models tests/dbt analyses
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ml.timing import phase
 
 ID_COLUMN = "customer_id"
 
@@ -72,6 +73,7 @@ def _as_float(series: pd.Series, name: str) -> pd.Series:
         raise FeatureValidationError(f"feature {name} is not numeric: {exc}") from exc
 
 
+@phase
 def feature_matrix(df: pd.DataFrame, columns: Sequence[str] = FEATURE_COLUMNS) -> pd.DataFrame:
     """Return the validated float64 feature frame (``columns`` in order, index kept).
 
@@ -100,21 +102,7 @@ def feature_matrix(df: pd.DataFrame, columns: Sequence[str] = FEATURE_COLUMNS) -
     return out
 
 
-def to_pandas(obj: Any) -> pd.DataFrame:
-    """A warehouse relation as pandas: DuckDB (``.df()``), Spark (``.toPandas()``),
-    Snowpark (``.to_pandas()``) or an existing pandas frame."""
-    if isinstance(obj, pd.DataFrame):
-        return obj
-    for method in ("df", "toPandas", "to_pandas"):
-        if hasattr(obj, method):
-            result = getattr(obj, method)()
-            if isinstance(result, pd.DataFrame):
-                # Snowflake returns upper-case names; the contract is lower case.
-                result.columns = [str(c).lower() for c in result.columns]
-                return result
-    raise TypeError(f"cannot convert {type(obj).__name__} to pandas")
-
-
+@phase
 def training_data_fingerprint(
     df: pd.DataFrame,
     columns: Sequence[str] = FEATURE_COLUMNS,
@@ -137,19 +125,3 @@ def training_data_fingerprint(
     digest.update(b"\x1e")
     digest.update(np.ascontiguousarray(numeric).tobytes())
     return digest.hexdigest()
-
-
-def current_dbt_invocation_id(configured: str | None = None) -> str:
-    """The id of the running dbt invocation.
-
-    In-process adapters (dbt-duckdb) read it from dbt itself, which is always current. The
-    ``configured`` value (``{{ invocation_id }}`` rendered into the model's meta) is the
-    fallback for remote Python runtimes; it is rendered at parse time, so with partial parsing
-    it can be the id of the run that last parsed the project.
-    """
-    try:
-        from dbt_common.invocation import get_invocation_id
-
-        return str(get_invocation_id())
-    except ImportError:
-        return configured or "unknown"

@@ -9,7 +9,6 @@ benchmark so they never touch the main job's registry) or with the standard
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +19,18 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from ml.settings import DEFAULT_MLFLOW_DIR, from_env, with_env_fallback
 
 CATALOG = "main"
 MODEL_SCHEMA = "ml_models"
 ISOLATION_FOREST_MODEL = f"{CATALOG}.{MODEL_SCHEMA}.fraud_detection_isolation_forest"
 RANDOM_FOREST_MODEL = f"{CATALOG}.{MODEL_SCHEMA}.fraud_detection_random_forest"
 EXPERIMENT_NAME = "fraud_detection"
+
+# How a version was selected (the ``selection`` column of gold.fraud_scores).
+SELECTION_ALIAS = "alias"
+SELECTION_PINNED = "pinned_version"
+SELECTION_FALLBACK = "fallback_latest_unvalidated"
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -44,7 +48,7 @@ class MlflowSettings:
 
 def local_mlflow_dir() -> Path:
     """The folder holding the local sqlite store and artifacts."""
-    return Path(os.environ.get("FRAUD_MLFLOW_DIR", PROJECT_ROOT / ".mlflow")).resolve()
+    return Path(from_env("mlflow_dir") or DEFAULT_MLFLOW_DIR).resolve()
 
 
 def resolve_settings(
@@ -59,9 +63,7 @@ def resolve_settings(
     return MlflowSettings(tracking, registry, artifacts)
 
 
-def configure(
-    tracking_uri: str | None = None, registry_uri: str | None = None
-) -> MlflowSettings:
+def configure(tracking_uri: str | None = None, registry_uri: str | None = None) -> MlflowSettings:
     """Point the mlflow client at the tracking store and registry; create the local folder."""
     settings = resolve_settings(tracking_uri, registry_uri)
     if settings.tracking_uri.startswith("sqlite:"):
@@ -130,44 +132,71 @@ TOP_ANOMALIES_ARTIFACT = "top_anomalies.csv"
 MLFLOW_WRITE_LOCK = threading.RLock()
 
 
-def git_commit(path: Path = PROJECT_ROOT) -> str:
-    """``git rev-parse HEAD`` of the project, or ``'unknown'`` outside a git work tree."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=path,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return result.stdout.strip() or "unknown"
+class RegistryError(Exception):
+    """A model, version or alias the registry does not have, or a name it cannot search."""
 
 
 def _is_missing(exc: MlflowException) -> bool:
     return exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 
-def latest_version(name: str, client: MlflowClient | None = None) -> ModelVersion | None:
-    """The highest version number of a registered model; None if it has no version (or does
-    not exist). Connection and permission errors propagate."""
+def name_filter(name: str) -> str:
+    """An MLflow search filter for one model name (quoted so a quote in the name is safe)."""
+    if "'" not in name:
+        return f"name = '{name}'"
+    if '"' not in name:
+        return f'name = "{name}"'
+    raise RegistryError(f"model name {name!r} contains both quote characters; not supported")
+
+
+def latest_version(name: str, client: Any | None = None) -> ModelVersion | None:
+    """The highest READY version of a registered model; None if it has none (or does not
+    exist). Connection and permission errors propagate."""
     client = client or MlflowClient()
     try:
-        versions = client.search_model_versions(f"name = '{name}'")
+        versions = client.search_model_versions(name_filter(name))
     except MlflowException as exc:
         if _is_missing(exc):
             return None
         raise
-    if not versions:
-        return None
-    return max(versions, key=lambda v: int(v.version))
+    ready = [v for v in versions if str(getattr(v, "status", None) or "READY") == "READY"]
+    return max(ready, key=lambda v: int(v.version)) if ready else None
 
 
-def version_by_alias(
-    name: str, alias: str, client: MlflowClient | None = None
-) -> ModelVersion | None:
+def registered_aliases(client: Any, name: str) -> dict[str, int]:
+    """``{alias: version}`` of a registered model (RegistryError when it does not exist)."""
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(f"registered model {name!r} not found in the registry") from exc
+        raise
+    return {str(alias): int(version) for alias, version in (model.aliases or {}).items()}
+
+
+def resolve_version_spec(client: Any, name: str, spec: str) -> int:
+    """Version number for ``latest``, ``N`` or an alias name (the model must exist)."""
+    aliases = registered_aliases(client, name)
+    if spec == "latest":
+        latest = latest_version(name, client)
+        if latest is None:
+            raise RegistryError(f"model {name!r} has no READY version")
+        return int(latest.version)
+    if spec.isdigit():
+        try:
+            client.get_model_version(name, spec)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise RegistryError(f"model {name!r} has no version {spec}") from exc
+            raise
+        return int(spec)
+    if spec in aliases:
+        return aliases[spec]
+    known = ", ".join(sorted(aliases)) or "none"
+    raise RegistryError(f"model {name!r} has no alias {spec!r} (aliases: {known})")
+
+
+def version_by_alias(name: str, alias: str, client: Any | None = None) -> ModelVersion | None:
     """The version carrying ``alias``; None when the model or the alias does not exist.
     Connection and permission errors propagate."""
     client = client or MlflowClient()
@@ -189,3 +218,131 @@ def load_sklearn_model(name: str, version: int | str) -> Any:
     import mlflow.sklearn
 
     return mlflow.sklearn.load_model(model_uri(name, version))
+
+
+# --------------------------------------------------------------------------------------------
+# The model-selection rule: which version is "the model" (scoring, monitoring, promotion's
+# champion, the metrics report). Settings scoring_model_names, scoring_alias,
+# scoring_model_version (dbt vars; FRAUD_SCORING_* for the CLIs, see ml.settings).
+# --------------------------------------------------------------------------------------------
+
+SELECTION_SETTINGS: tuple[str, ...] = (
+    "scoring_model_names",
+    "scoring_alias",
+    "scoring_model_version",
+)
+
+
+def _names(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+def split_names(value: Any) -> tuple[str, ...] | None:
+    """A list setting given as a list or a comma string; None when unset."""
+    return _names(value)
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    """Which model version is used. ``model_names``: tried in order, the first carrying
+    ``alias`` wins. ``pinned_version``: exactly this version of the single name in
+    ``model_names``."""
+
+    model_names: tuple[str, ...] = SCORING_MODEL_NAMES
+    alias: str = CHAMPION_ALIAS
+    pinned_version: int | None = None
+
+    @classmethod
+    def from_settings(cls, values: dict[str, Any]) -> ModelSelection:
+        """From dbt vars (None / missing = the environment variable, then the default).
+        Model names may be short (``random_forest``) and given as a comma string."""
+        values = with_env_fallback(values, SELECTION_SETTINGS)
+        kwargs: dict[str, Any] = {}
+        if (model_names := _names(values.get("scoring_model_names"))) is not None:
+            kwargs["model_names"] = tuple(resolve_model_name(n) for n in model_names)
+        if values.get("scoring_alias"):
+            kwargs["alias"] = str(values["scoring_alias"])
+        if values.get("scoring_model_version") not in (None, ""):
+            kwargs["pinned_version"] = int(str(values["scoring_model_version"]))
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class SelectedVersion:
+    """A registry model version chosen by ``select_version``."""
+
+    name: str
+    version: int
+    run_id: str | None
+    alias: str | None
+    selection: str
+
+
+class SelectionError(RegistryError):
+    """The selection cannot be satisfied (``what`` names the look-up that failed)."""
+
+
+class RegistryUnreachable(RegistryError):
+    """The registry failed while looking up ``what``."""
+
+    def __init__(self, what: str, cause: Exception) -> None:
+        super().__init__(f"Could not query the MLflow model registry for {what}: {cause}.")
+        self.what = what
+        self.cause = cause
+
+
+def select_version(
+    selection: ModelSelection, client: Any, fallback_name: str | None = None
+) -> SelectedVersion | None:
+    """THE rule: the pinned version, else the first model name carrying the alias, else (when
+    ``fallback_name`` is given) the latest version of ``fallback_name`` (selection
+    ``fallback_latest_unvalidated``), else None. Raises ``SelectionError`` for an impossible
+    pin and ``RegistryUnreachable`` when the registry fails."""
+    if not selection.model_names:
+        raise SelectionError("var scoring_model_names is empty: no model to score with")
+    if selection.pinned_version is not None:
+        return _pinned_version(selection, client)
+    for name in selection.model_names:
+        try:
+            mv = version_by_alias(name, selection.alias, client)
+        except Exception as exc:
+            raise RegistryUnreachable(f"{name}@{selection.alias}", exc) from exc
+        if mv is not None:
+            return SelectedVersion(
+                name, int(mv.version), mv.run_id, selection.alias, SELECTION_ALIAS
+            )
+    if fallback_name is None:
+        return None
+    try:
+        mv = latest_version(fallback_name, client)
+    except RegistryError:
+        raise
+    except Exception as exc:
+        raise RegistryUnreachable(f"the latest version of {fallback_name}", exc) from exc
+    if mv is None:
+        return None
+    return SelectedVersion(fallback_name, int(mv.version), mv.run_id, None, SELECTION_FALLBACK)
+
+
+def _pinned_version(selection: ModelSelection, client: Any) -> SelectedVersion:
+    if len(selection.model_names) != 1:
+        raise SelectionError(
+            f"scoring_model_version={selection.pinned_version} pins a version of ONE model, "
+            f"but scoring_model_names lists {len(selection.model_names)}: "
+            f"{', '.join(selection.model_names)}. Set scoring_model_names to one name."
+        )
+    name = selection.model_names[0]
+    try:
+        mv = client.get_model_version(name, str(selection.pinned_version))
+    except Exception as exc:
+        if getattr(exc, "error_code", None) in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}:
+            raise SelectionError(
+                f"Model version {name} version {selection.pinned_version} "
+                "(var scoring_model_version) does not exist in the registry."
+            ) from exc
+        raise RegistryUnreachable(f"{name} version {selection.pinned_version}", exc) from exc
+    return SelectedVersion(name, int(mv.version), mv.run_id, None, SELECTION_PINNED)

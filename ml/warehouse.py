@@ -53,7 +53,8 @@ import yaml
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from ml.settings import PROJECT_ROOT, from_env
+
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 SUPPORTED_TYPES = ("duckdb", "postgres", "databricks", "snowflake")
 
@@ -437,7 +438,7 @@ class Warehouse:
 def _lock_timeout(value: float | None) -> float:
     if value is not None:
         return value
-    raw = os.environ.get("FRAUD_WAREHOUSE_LOCK_TIMEOUT")
+    raw = from_env("warehouse_lock_timeout")
     try:
         return float(raw) if raw else DEFAULT_LOCK_TIMEOUT_S
     except ValueError as exc:
@@ -564,9 +565,7 @@ def connect(
     """
     profile_ = load_target(target, profiles_dir, profile)
     config = profile_.config
-    prefix = (
-        schema_prefix if schema_prefix is not None else os.environ.get("FRAUD_SCHEMA_PREFIX", "")
-    )
+    prefix = schema_prefix if schema_prefix is not None else from_env("schema_prefix", "")
     kind = profile_.type
     if kind == "duckdb":
         path = duckdb_path(profile_)

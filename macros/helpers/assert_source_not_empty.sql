@@ -9,7 +9,7 @@
         {%- if result.columns[0].values()[0] == 0 -%}
             {{ exceptions.raise_compiler_error(
                 "Source " ~ source_relation ~ " is empty: no rows to load. Generate data with "
-                ~ "`python -m ml.datagen --out " ~ var('raw_data_path', 'data/raw') ~ "` or point "
+                ~ "`python -m simulator --out " ~ var('raw_data_path', 'data/raw') ~ "` or point "
                 ~ "var raw_data_path at a folder that holds the delivered files.") }}
         {%- endif -%}
     {%- endif -%}

@@ -5,8 +5,8 @@ again, so rerunning without rescoring appends nothing. See _audit__models.yml.""
 
 def model(dbt, session):
     configured_invocation_id = dbt.config.meta_get("dbt_invocation_id")
-    from ml.features import current_dbt_invocation_id, to_pandas
-    from ml.scoring import not_yet_logged, prediction_log_rows, sql_string_list
+    from ml.provenance import current_dbt_invocation_id, to_pandas
+    from ml.scoring.prediction_log import not_yet_logged, prediction_log_rows, sql_string_list
 
     scores = to_pandas(dbt.ref("fraud_scores"))
     rows = prediction_log_rows(scores, current_dbt_invocation_id(configured_invocation_id))

@@ -1,14 +1,15 @@
 """Scores every customer of gold.transaction_features with the registered model chosen by
-ml.scoring.resolve_scoring_model (alias, pinned version or first-run fallback) and adds
-confidence, risk band and reason codes. Settings: dbt vars, see _gold__fraud_scores.yml."""
+ml.scoring.selection (alias, pinned version or first-run fallback) and adds confidence, risk
+band and reason codes. Settings: dbt vars, see _gold__fraud_scores.yml."""
 
 
 def model(dbt, session):
     settings = dbt.config.meta_get("ml_settings", {})  # dbt renders the YAML mapping natively
     configured_invocation_id = dbt.config.meta_get("dbt_invocation_id")
     target_name = dbt.config.meta_get("dbt_target", "unknown")
-    from ml.features import current_dbt_invocation_id, to_pandas
-    from ml.scoring import ScoringSettings, run_scoring
+    from ml.provenance import current_dbt_invocation_id, to_pandas
+    from ml.scoring.batch import run_scoring
+    from ml.scoring.selection import ScoringSettings
 
     # Only to order the DAG: in a full build, scoring runs after this build's training.
     dbt.ref("isolation_forest_training_runs")

@@ -1,6 +1,6 @@
-"""Trains the RandomForest (ml.training.train_random_forest) when there are enough labels and
-appends one row per training (or skip) to ml_models.random_forest_training_runs.
-Settings: dbt vars, see _ml__models.yml."""
+"""Trains the RandomForest (ml.training.customer_models.random_forest) when there are
+enough labels and appends one row per training (or skip) to
+ml_models.random_forest_training_runs. Settings: dbt vars, see _ml__models.yml."""
 
 
 def _relation_name(name):
@@ -9,7 +9,7 @@ def _relation_name(name):
 
 
 def model(dbt, session):
-    from ml.training import train_in_dbt
+    from ml.training.dbt_entry import train_in_dbt
 
     settings = dbt.config.meta_get("ml_settings", {})  # dbt renders the YAML mapping natively
     configured_invocation_id = dbt.config.meta_get("dbt_invocation_id")

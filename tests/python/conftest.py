@@ -10,7 +10,7 @@
 
 ``small_raw_data`` (session)
     Folder of the small raw dataset: the committed ``tests/fixtures/small`` when present, else
-    generated once with ``python -m ml.datagen`` (``SMALL_DATAGEN_ARGS``).
+    generated once with ``python -m simulator`` (``SMALL_DATAGEN_ARGS``).
 
 ``small_build`` (session)
     A ``DbtProject`` on which ``dbt build --target test`` has run once on the small dataset
@@ -18,8 +18,8 @@
     bronze → gold, both models trained and registered, ``gold.fraud_scores`` (first-run
     fallback: no alias yet) and ``audit.model_predictions``. Shared by every test of the
     session: treat it as read-mostly. A test that changes it (aliases, extra dbt runs) must say
-    so and put aliases back; tests/python/test_e2e_ml.py sets and then removes ``champion`` and
-    appends one more scoring batch to the audit log.
+    so and put aliases back; tests/python/end_to_end/test_e2e_ml.py sets and then removes
+    ``champion`` and appends one more scoring batch to the audit log.
 
 ``dbt_project_factory`` (function)
     ``factory(name, vars=...)`` → a fresh, not yet built ``DbtProject`` in tmp (for tests that
@@ -29,6 +29,18 @@
     Sets ``FRAUD_MLFLOW_DIR`` to a new folder holding a copy of an empty, already migrated
     sqlite registry (migrating one takes seconds; the template is made once per session under
     the session's base temp dir, ``mlflow-template/``).
+
+``audit_warehouse`` (session)
+    A DuckDB warehouse file in which dbt built only ``audit.model_promotions`` (empty, its
+    contract enforced): what a CLI test copies to start from a fresh warehouse that dbt owns.
+
+``cli_env(tmp_path, monkeypatch, mlflow_template, warehouse=None)``
+    An isolated environment for a CLI under test (fraud-promote, fraud-monitor): a copy of the
+    registry template, a warehouse folder (optionally starting from a copy of ``warehouse``)
+    and a ``profiles.yml`` with ``DUCKDB_PROFILE``; MLflow/dbt env vars of the caller removed.
+
+``dbt_executable()``, ``DUCKDB_PROFILE``
+    The dbt CLI of this interpreter's environment; the minimal dbt profile the CLI tests use.
 
 ``synthetic_customers`` (function)
     ``make(n_customers, n_fraud, seed)`` → (features, labels) frames shaped like
@@ -68,10 +80,53 @@ WAREHOUSE_FILE = "fraud.duckdb"
 DBT_TIMEOUT_S = 900
 
 
+DUCKDB_PROFILE = """
+fraud_detection:
+  target: "{{ env_var('DBT_TARGET', 'local') }}"
+  outputs:
+    local:
+      type: duckdb
+      path: "{{ env_var('FRAUD_WAREHOUSE_DIR', 'nowhere') }}/fraud.duckdb"
+"""
+
+
 def dbt_executable() -> str:
     """The dbt CLI of the running interpreter's environment (falls back to PATH)."""
     candidate = BIN_DIR / "dbt"
     return str(candidate) if candidate.exists() else shutil.which("dbt") or "dbt"
+
+
+@dataclass(frozen=True)
+class CliDirs:
+    mlflow_dir: Path
+    warehouse_dir: Path
+    profiles_dir: Path
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.warehouse_dir / WAREHOUSE_FILE
+
+
+def cli_env(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mlflow_template: Path,
+    warehouse: Path | None = None,
+) -> CliDirs:
+    """Folders and env vars for one CLI test (see the module docstring)."""
+    dirs = CliDirs(tmp_path / "mlflow", tmp_path / "warehouse", tmp_path / "profiles")
+    for folder in (dirs.mlflow_dir, dirs.warehouse_dir, dirs.profiles_dir):
+        folder.mkdir()
+    shutil.copy(mlflow_template, dirs.mlflow_dir / "mlflow.db")
+    if warehouse is not None:
+        shutil.copy(warehouse, dirs.warehouse_path)
+    (dirs.profiles_dir / "profiles.yml").write_text(DUCKDB_PROFILE)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DBT_TARGET", "FRAUD_SCHEMA_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FRAUD_MLFLOW_DIR", str(dirs.mlflow_dir))
+    monkeypatch.setenv("FRAUD_WAREHOUSE_DIR", str(dirs.warehouse_dir))
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(dirs.profiles_dir))
+    return dirs
 
 
 @dataclass
@@ -176,11 +231,11 @@ def _has_raw_data(folder: Path) -> bool:
 def small_raw_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if _has_raw_data(SMALL_FIXTURE_DIR):
         return SMALL_FIXTURE_DIR
-    if not (PROJECT_ROOT / "ml" / "datagen.py").exists():
-        pytest.skip("no tests/fixtures/small and no ml/datagen.py to generate it")
+    if not (PROJECT_ROOT / "simulator" / "generate.py").exists():
+        pytest.skip("no tests/fixtures/small and no simulator/ to generate it")
     out = tmp_path_factory.mktemp("small_raw")
     subprocess.run(
-        [sys.executable, "-m", "ml.datagen", *SMALL_DATAGEN_ARGS, "--out", str(out), "--quiet"],
+        [sys.executable, "-m", "simulator", *SMALL_DATAGEN_ARGS, "--out", str(out), "--quiet"],
         cwd=PROJECT_ROOT,
         check=True,
         timeout=300,
@@ -211,6 +266,14 @@ def small_build(tmp_path_factory: pytest.TempPathFactory, small_raw_data: Path) 
     project = DbtProject(tmp_path_factory.mktemp("small_build"), _project_vars(small_raw_data))
     project.run("build")
     return project
+
+
+@pytest.fixture(scope="session")
+def audit_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse where dbt built only audit.model_promotions (see the module docstring)."""
+    project = DbtProject(tmp_path_factory.mktemp("audit_warehouse"), dict(SMALL_BUILD_VARS))
+    project.run("build", "--select", "model_promotions")
+    return project.warehouse_path
 
 
 @pytest.fixture(scope="session")

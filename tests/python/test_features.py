@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import PROJECT_ROOT
 
 from ml.features import (
     FEATURE_COLUMNS,
     FeatureValidationError,
     feature_matrix,
-    to_pandas,
     training_data_fingerprint,
 )
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def frame(n: int = 4) -> pd.DataFrame:
@@ -109,11 +105,3 @@ def test_fingerprint_ignores_row_order_and_sees_any_change() -> None:
     changed.loc[2, "total_spend"] += 0.01
     assert training_data_fingerprint(changed) != base
     assert training_data_fingerprint(df.iloc[:-1]) != base
-
-
-def test_to_pandas_reads_a_duckdb_relation() -> None:
-    con = duckdb.connect()
-    relation = con.sql("select 'C1' as customer_id, 12.5::decimal(18, 2) as total_spend")
-    out = to_pandas(relation)
-    assert out.to_dict("records") == [{"customer_id": "C1", "total_spend": 12.5}]
-    assert to_pandas(out) is out

@@ -16,23 +16,21 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import DUCKDB_PROFILE, PROJECT_ROOT
 
 from ml import warehouse as wh
+from ml.promotion import outcome
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = PROJECT_ROOT
 PG_SCRIPT = ROOT / "tests" / "governance" / "postgres.sh"
 
-PROFILES = """
-fraud_detection:
-  target: "{{ env_var('DBT_TARGET', 'local') }}"
-  outputs:
-    local:
-      type: duckdb
-      path: "{{ env_var('FRAUD_WAREHOUSE_DIR', 'nowhere') }}/fraud.duckdb"
-    strict:
+PROFILES = (
+    DUCKDB_PROFILE
+    + """    strict:
       type: duckdb
       path: "{{ env_var('FRAUD_TEST_REQUIRED') }}/x.duckdb"
 """
+)
 
 
 @pytest.fixture
@@ -247,18 +245,26 @@ def postgres_env() -> Iterator[dict[str, str]]:
 def test_postgres_target_of_the_project_profile(
     postgres_env: dict[str, str], clean_env: pytest.MonkeyPatch
 ) -> None:
-    from ml import promotion  # imports mlflow: only here
 
     for key, value in postgres_env.items():
         clean_env.setenv(key, value)
     with wh.connect("postgres") as warehouse:
         assert warehouse.kind == "postgres" and warehouse.catalog == "main"
-        # The promotion audit table: DDL types, quoted reserved-ish names, bound values.
-        relation = promotion.ensure_audit_table(warehouse)
+        # The promotion audit table (dbt creates it; here by hand, in the engine's types):
+        # quoted reserved-ish names, bound values.
+        warehouse.create_schema("audit")
+        columns = ", ".join(
+            f"{warehouse.quote(name)} {warehouse.sql_type(kind)}"
+            for name, kind in outcome.AUDIT_COLUMNS
+        )
+        warehouse.execute(
+            f"create table {warehouse.relation('audit', 'model_promotions')} ({columns})"
+        )
+        relation = outcome.audit_table(warehouse)
         assert relation == '"main"."audit"."model_promotions"'
         assert warehouse.table_exists("audit", "model_promotions")
         assert not warehouse.table_exists("audit", "nothing_here")
-        row = {name: None for name, _ in promotion.AUDIT_COLUMNS}
+        row = {name: None for name, _ in outcome.AUDIT_COLUMNS}
         row.update(
             promotion_id="p-1",
             decided_at=datetime(2026, 11, 27, 12, 0),

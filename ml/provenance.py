@@ -1,0 +1,87 @@
+"""Where a result came from and when: git commit, the UTC clock, and the dbt glue both dbt
+entry points (training and scoring models) use to read relations and the invocation id."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from ml.settings import PROJECT_ROOT, from_env
+
+
+def _git(*args: str) -> str | None:
+    """Stripped stdout of ``git <args>`` in the project, or None outside a git work tree."""
+    try:
+        result = subprocess.run(
+            ["git", *args],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip()
+
+
+def head_commit() -> str:
+    """``git rev-parse HEAD`` of the project, or ``'unknown'`` outside a git work tree."""
+    return _git("rev-parse", "HEAD") or "unknown"
+
+
+def recorded_commit() -> str:
+    """HEAD of the project (``+dirty`` with uncommitted changes); setting ``git_commit``
+    (``FRAUD_GIT_COMMIT``) wins. What an audit row records."""
+    configured = from_env("git_commit")
+    if configured:
+        return configured
+    head = head_commit()
+    if head == "unknown":
+        return head
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return f"{head}+dirty" if dirty else head
+
+
+def utc_now() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def utc_now_naive() -> datetime:
+    """Now in UTC without tzinfo (the ``timestamp`` columns dbt models write)."""
+    return utc_now().replace(tzinfo=None)
+
+
+def to_pandas(obj: Any) -> pd.DataFrame:
+    """A warehouse relation as pandas: DuckDB (``.df()``), Spark (``.toPandas()``),
+    Snowpark (``.to_pandas()``) or an existing pandas frame."""
+    if isinstance(obj, pd.DataFrame):
+        return obj
+    for method in ("df", "toPandas", "to_pandas"):
+        if hasattr(obj, method):
+            result = getattr(obj, method)()
+            if isinstance(result, pd.DataFrame):
+                # Snowflake returns upper-case names; the contract is lower case.
+                result.columns = [str(c).lower() for c in result.columns]
+                return result
+    raise TypeError(f"cannot convert {type(obj).__name__} to pandas")
+
+
+def current_dbt_invocation_id(configured: str | None = None) -> str:
+    """The id of the running dbt invocation.
+
+    In-process adapters (dbt-duckdb) read it from dbt itself, which is always current. The
+    ``configured`` value (``{{ invocation_id }}`` rendered into the model's meta) is the
+    fallback for remote Python runtimes; it is rendered at parse time, so with partial parsing
+    it can be the id of the run that last parsed the project.
+    """
+    try:
+        from dbt_common.invocation import get_invocation_id
+
+        return str(get_invocation_id())
+    except ImportError:
+        return configured or "unknown"

@@ -1,0 +1,173 @@
+"""Parameters, run context and retrain policy of the per-customer models (dbt vars in
+models/ml/_ml__models.yml; README "Settings").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ml import registry
+from ml.provenance import head_commit
+
+LABEL_COLUMN = "is_fraudulent"
+EVALUATION_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "average_precision",
+)
+STATUS_TRAINED = "trained"
+STATUS_SKIPPED = "skipped"
+
+# Column order and dtypes of ml_models.*_training_runs (identical for both models).
+TRAINING_RUN_SCHEMA: dict[str, str] = {
+    "run_id": "string",
+    "model_name": "string",
+    "model_version": "Int64",
+    "status": "string",
+    "skip_reason": "string",
+    "trained_at": "datetime64[us]",
+    "n_customers": "Int64",
+    "n_fraud_customers": "Int64",
+    "n_train": "Int64",
+    "n_test": "Int64",
+    "evaluation_set": "string",
+    "accuracy": "float64",
+    "precision": "float64",
+    "recall": "float64",
+    "f1": "float64",
+    "roc_auc": "float64",
+    "average_precision": "float64",
+    "n_anomalies_detected": "Int64",
+    "anomaly_rate": "float64",
+    "fit_seconds": "float64",
+    "training_seconds": "float64",
+    "dbt_invocation_id": "string",
+    "training_data_fingerprint": "string",
+    "git_commit": "string",
+    "mlflow_tracking_uri": "string",
+    "n_transactions": "Int64",
+    "training_config_fingerprint": "string",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters and context
+# ---------------------------------------------------------------------------------------------
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """Cast a dbt var (often rendered as text) to the type of the default."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in {"", "none", "null"}:
+            return default
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _from_mapping(cls: Any, values: Mapping[str, Any] | None, prefix: str = "") -> Any:
+    """Build a params dataclass from ``{prefix + field: value}``; None / missing = default."""
+    values = values or {}
+    kwargs = {}
+    for f in fields(cls):
+        key = prefix + f.name
+        if key in values and values[key] is not None:
+            kwargs[f.name] = _coerce(values[key], f.default)
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class IsolationForestParams:
+    """IsolationForest hyper-parameters (dbt vars ``if_<name>``)."""
+
+    contamination: float | str = 0.01
+    n_estimators: int = 200
+    max_samples: int | float | str = "auto"
+    random_state: int = 42
+    # rows used for the ablation feature importance (random sample; 0 = all rows)
+    importance_sample_size: int = 5000
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> IsolationForestParams:
+        return _from_mapping(cls, values, "if_")
+
+
+@dataclass(frozen=True)
+class RandomForestParams:
+    """RandomForest hyper-parameters, split and label rule (dbt vars ``rf_<name>``)."""
+
+    n_estimators: int = 200
+    max_depth: int | None = 10
+    min_samples_split: int = 5
+    min_samples_leaf: int = 2
+    class_weight: str | None = "balanced"
+    random_state: int = 42
+    test_size: float = 0.3
+    split_random_state: int = 42
+    smote_k_neighbors: int = 5
+    min_fraud_customers: int = 100
+    # None: chosen on the training part only, as the threshold that maximises F1 on the
+    # out-of-bag fraud probabilities of the real (not SMOTE) training rows; a number pins it.
+    decision_threshold: float | None = None
+    # threads for the fit only (-1 = all cores); the registered model predicts single-threaded
+    # (scoring parallelises itself). Results do not depend on it.
+    n_jobs: int | None = -1
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> RandomForestParams:
+        return _from_mapping(cls, values, "rf_")
+
+
+RETRAIN_MODES = ("auto", "always")
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """When a build retrains a model (dbt vars ``retrain_<name>``).
+
+    ``mode='always'`` trains at every build. ``'auto'`` (default) trains when there is no
+    earlier training, when the model's parameters or feature list changed, when the last
+    training is older than ``max_age_days``, or when the training data moved by at least
+    ``min_data_change`` (relative change in transactions or customers behind the features);
+    otherwise the build records a ``skipped`` row with the reason and scoring keeps using the
+    registered model. Identical data never retrains (the fit would be identical too)."""
+
+    mode: str = "auto"
+    min_data_change: float = 0.05
+    max_age_days: float = 7.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in RETRAIN_MODES:
+            raise ValueError(f"retrain_mode must be one of {RETRAIN_MODES}, got {self.mode!r}")
+        if self.min_data_change < 0 or self.max_age_days < 0:
+            raise ValueError("retrain_min_data_change and retrain_max_age_days must be >= 0")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> RetrainPolicy:
+        return _from_mapping(cls, values, "retrain_")
+
+
+@dataclass(frozen=True)
+class TrainingContext:
+    """Where a training run comes from and goes to."""
+
+    dbt_invocation_id: str = "manual"
+    dbt_target: str = "local"
+    input_relations: tuple[str, ...] = ()
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    experiment_name: str = registry.EXPERIMENT_NAME
+    git_commit: str = field(default_factory=head_commit)
