@@ -169,7 +169,9 @@ checked as (
                 || case when not has_known_transaction_type then ', unknown_transaction_type' else '' end
                 || case when not has_known_merchant_category then ', unknown_merchant_category' else '' end
                 || case
-                    when transaction_at < cast('{{ iso_date_var("min_transaction_date") }}' as {{ dbt.type_timestamp() }})
+                    when
+                        transaction_at
+                        < cast('{{ iso_date_var("min_transaction_date") }}' as {{ dbt.type_timestamp() }})
                         then ', implausible_timestamp'
                     else ''
                 end

@@ -51,31 +51,27 @@ latest_loaded_rows as (
 
 ),
 
-{% if is_incremental() %}
+logged as (
 
-    logged as (
-
+    -- the deliveries already logged (none on the first build)
+    select
+        file_name,
+        content_hash,
+        row_number() over (partition by file_name order by loaded_at desc) as recency
+    {% if is_incremental() %}
+    from {{ this }}
+    {% else %}
+    from (
         select
             file_name,
             content_hash,
-            row_number() over (partition by file_name order by loaded_at desc) as recency
-        from {{ this }}
-
-    ),
-
-{% else %}
-
-    logged as (
-
-        select
-            cast(null as {{ dbt.type_string() }}) as file_name,
-            cast(null as {{ dbt.type_string() }}) as content_hash,
-            cast(1 as {{ dbt.type_bigint() }}) as recency
+            {{ load_timestamp() }} as loaded_at
+        from landing_files
         where 1 = 0
+    ) as nothing_logged_yet
+    {% endif %}
 
-    ),
-
-{% endif %}
+),
 
 new_deliveries as (
 
