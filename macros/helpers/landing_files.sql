@@ -120,3 +120,18 @@
         'currency', 'transaction_type', 'merchant_category', 'device_id', 'ip_address', 'is_fraud',
     ]) }}
 {%- endmacro %}
+
+{#- load_log post-hook: name every delivery logged by this run in dbt's output (a redelivered
+    file is announced, never absorbed in silence). -#}
+{% macro report_new_deliveries(relation) -%}
+    {%- if execute and not var('offline_compile', false) -%}
+        {%- set query -%}
+            select file_name, status, row_count from {{ relation }}
+            where loaded_at = {{ load_timestamp() }}
+            order by file_name
+        {%- endset -%}
+        {%- for row in run_query(query).rows -%}
+            {%- do log("load_log: " ~ row[0] ~ " " ~ row[1] ~ " (" ~ row[2] ~ " rows)", info=True) -%}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}

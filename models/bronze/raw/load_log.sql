@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
+        post_hook="{{ report_new_deliveries(this) }}",
     )
 }}
 
