@@ -73,7 +73,7 @@ BAD_SETTINGS: dict[str, tuple[str, str, dict[str, Any], str]] = {
         "test",
         "transactions_validated",
         {"accepted_currencies": ["USD", "CAD') and ('a'='b"]},
-        "var accepted_currencies was removed",
+        "var accepted_currencies is deprecated",
     ),
     "raw_file_name_column injection": (
         "snowflake",
