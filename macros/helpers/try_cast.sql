@@ -25,8 +25,10 @@
     try_cast(cast({{ expression }} as varchar) as {{ data_type }})
 {%- endmacro %}
 
+{#- The outer cast cannot fail (the function already returned a value of that type): it restores
+    the type modifier, e.g. decimal(18, 2), which PostgreSQL drops from function results. -#}
 {% macro postgres__try_cast_or_null(expression, data_type) -%}
-    {{ try_cast_function_name(data_type) }}(cast({{ expression }} as text))
+    cast({{ try_cast_function_name(data_type) }}(cast({{ expression }} as text)) as {{ data_type }})
 {%- endmacro %}
 
 {#- PostgreSQL: the target types the project casts to; each gets a try_cast_<type> function. -#}
