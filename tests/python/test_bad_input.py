@@ -139,6 +139,10 @@ def _print_table(request: pytest.FixtureRequest, tallies: dict[str, Tally]) -> N
         for row in [header, *rows]
     ]
     lines.insert(1, "-+-".join("-" * width for width in widths))
+    lines.append(
+        "(bad files: 'rejected with reason' = the build refused them naming the file and column,"
+        " or bronze.load_log recorded them; rows lost and wedged builds are asserted 0)"
+    )
     text = "\n".join(["", "", "Bad input tried (tests/python/test_bad_input.py):", *lines, ""])
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
