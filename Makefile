@@ -58,7 +58,7 @@ REFUSED_IS_OK = { rc=$$?; test $$rc -eq 1 && echo "(promotion refused: gate tabl
 
 # The main job: build → train → promote (gates printed) → score with the champion → monitor.
 run: data
-	mkdir -p warehouse
+	mkdir -p "$${FRAUD_WAREHOUSE_DIR:-warehouse}"
 	@echo "== 1/5 dbt build: bronze → silver → gold, train and register models"
 	$(BIN)/dbt build --selector train --vars '{raw_data_path: $(RAW_DIR)}'
 	@echo "== 2/5 promotion: supervised model, then the unsupervised one (its refusal is expected and recorded)"

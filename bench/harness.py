@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import gc
 import json
 import logging
@@ -546,6 +547,12 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def accepted_currencies() -> list[str]:
+    """The currency codes of the reference seed that silver validation joins."""
+    with (PROJECT_ROOT / "seeds" / "accepted_currencies.csv").open(encoding="utf-8") as f:
+        return [row["currency_code"] for row in csv.DictReader(f)]
+
+
 def limit_query(raw: Path, variables: Mapping[str, Any]) -> str:
     """The 16 gold features in one statement straight over the landing Parquet files.
 
@@ -560,7 +567,7 @@ def limit_query(raw: Path, variables: Mapping[str, Any]) -> str:
     rejected by the same field checks.
     """
     as_of = str(variables.get("as_of_date", "2026-11-01"))
-    currencies = ", ".join(_sql_string(str(c)) for c in variables.get("accepted_currencies", []))
+    currencies = ", ".join(_sql_string(c) for c in accepted_currencies())
     high_value = float(variables.get("high_value_amount", 1000))
     tx_glob = _sql_string(str(raw / "transactions" / "*.parquet"))
     customers = _sql_string(str(raw / "customers" / "*.parquet"))

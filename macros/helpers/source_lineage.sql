@@ -14,8 +14,8 @@
 {%- endmacro %}
 
 {% macro default__source_lineage_columns() -%}
-    cast({{ var('raw_file_name_column', '_source_file_name') }} as {{ dbt.type_string() }}) as source_file_name,
-    cast({{ var('raw_file_row_column', '_source_file_row_number') }} as {{ dbt.type_bigint() }}) as source_row_number
+    cast({{ identifier_var('raw_file_name_column', '_source_file_name') }} as {{ dbt.type_string() }}) as source_file_name,
+    cast({{ identifier_var('raw_file_row_column', '_source_file_row_number') }} as {{ dbt.type_bigint() }}) as source_row_number
 {%- endmacro %}
 
 {% macro duckdb__source_lineage_columns() -%}

@@ -7,6 +7,6 @@
     {%- if custom_schema_name is none -%}
         {{ target.schema | trim }}
     {%- else -%}
-        {{ var('schema_prefix', '') ~ (custom_schema_name | trim) }}
+        {{ schema_prefix() ~ (custom_schema_name | trim) }}
     {%- endif -%}
 {%- endmacro %}

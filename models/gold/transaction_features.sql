@@ -31,7 +31,7 @@ flagged as (
         amount,
         transaction_at,
         case when {{ is_weekend('transaction_at') }} then 1 else 0 end as is_weekend_transaction,
-        case when amount >= {{ var('high_value_amount') }} then 1 else 0 end as is_high_value_transaction
+        case when amount >= {{ number_var('high_value_amount') }} then 1 else 0 end as is_high_value_transaction
     from transactions
 
 ),
@@ -72,7 +72,7 @@ final as (
         cast(per_customer.weekend_transactions as {{ dbt.type_bigint() }}) as weekend_transactions,
         cast(per_customer.high_value_transactions as {{ dbt.type_bigint() }}) as high_value_transactions,
         cast(
-            {{ dbt.datediff('customers.created_date', "cast('" ~ var('as_of_date') ~ "' as date)", 'day') }}
+            {{ dbt.datediff('customers.created_date', "cast('" ~ iso_date_var('as_of_date') ~ "' as date)", 'day') }}
             as {{ dbt.type_bigint() }}
         ) as customer_tenure_days,
         cast(

@@ -10,8 +10,9 @@
 {#-
     Valid transactions, one row per transaction_id. Incremental: each run takes the bronze rows
     loaded since the last run and merges them on transaction_id, so a late or corrected delivery
-    of a transaction (same id in a later file) updates it in place. Within one run the latest
-    file wins; within one file the first valid row wins and later conflicting versions are
+    of a transaction (same id in a later file, or a same-name file redelivered with new content:
+    see bronze.load_log) updates it in place. Within one run the latest load, then the latest
+    file wins; within one delivery the first valid row wins and later conflicting versions are
     rejected (see transactions_validated).
 -#}
 
@@ -44,7 +45,7 @@ latest_version as (
         *,
         row_number() over (
             partition by transaction_id
-            order by source_file_name desc, source_row_number asc
+            order by loaded_at desc, source_file_name desc, source_row_number asc
         ) as version_rank
     from validated
     where transaction_id in (select repeated_ids.transaction_id from repeated_ids)
@@ -70,11 +71,13 @@ final as (
         currency,
         transaction_type,
         merchant_category,
+        customer_country,
         device_id,
         ip_address,
         is_fraud,
         source_file_name,
         source_row_number,
+        source_file_hash,
         loaded_at
     from latest_version
     where version_rank = 1

@@ -9,7 +9,7 @@
 
 {#-
     Every bronze row that failed validation, with its reasons, keyed by where it came from
-    (file and row). Incremental like transactions_cleaned; merging on rejection_id makes a
+    (file, row and load: a redelivered file is a new delivery). Incremental like transactions_cleaned; merging on rejection_id makes a
     repeated run a no-op.
 -#}
 
@@ -29,7 +29,13 @@ validated as (
 final as (
 
     select
-        {{ dbt.hash(dbt.concat(["source_file_name", "'#'", "cast(source_row_number as " ~ dbt.type_string() ~ ")"])) }}
+        {{ dbt.hash(dbt.concat([
+            "source_file_name",
+            "'#'",
+            "cast(source_row_number as " ~ dbt.type_string() ~ ")",
+            "'@'",
+            "cast(loaded_at as " ~ dbt.type_string() ~ ")",
+        ])) }}
             as rejection_id,
         rejection_reasons,
         -- the first reason, for grouping and dashboards
@@ -38,15 +44,19 @@ final as (
         customer_id,
         merchant_id,
         transaction_at,
+        transaction_at_as_delivered,
         amount,
+        amount_as_delivered,
         currency,
         transaction_type,
         merchant_category,
+        customer_country,
         device_id,
         ip_address,
         is_fraud,
         source_file_name,
         source_row_number,
+        source_file_hash,
         loaded_at
     from validated
 

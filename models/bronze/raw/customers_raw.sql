@@ -1,5 +1,8 @@
 {{ config(pre_hook="{{ assert_source_not_empty(source('raw', 'customers')) }}") }}
 
+{#- The landing path is a validated setting (the source's read_parquet splices it). -#}
+{%- do raw_data_path() %}
+
 with
 
 source_rows as (
@@ -19,7 +22,7 @@ final as (
         cast(city as {{ dbt.type_string() }}) as city,
         cast(state as {{ dbt.type_string() }}) as state,
         cast(country as {{ dbt.type_string() }}) as country,
-        {{ dbt.safe_cast('created_date', 'date') }} as created_date,
+        {{ try_cast_or_null('created_date', 'date') }} as created_date,
         {{ source_lineage_columns() }},
         {{ load_timestamp() }} as loaded_at
     from source_rows

@@ -1,5 +1,8 @@
 {{ config(pre_hook="{{ assert_source_not_empty(source('raw', 'merchants')) }}") }}
 
+{#- The landing path is a validated setting (the source's read_parquet splices it). -#}
+{%- do raw_data_path() %}
+
 with
 
 source_rows as (

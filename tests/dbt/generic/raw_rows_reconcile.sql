@@ -1,10 +1,12 @@
 {#-
     Nothing is silently dropped between bronze and silver. Every raw row must be exactly one of:
-      rejected    its (file, row) is in the rejected model;
-      kept        its (file, row) is the version in the cleaned model (`model`);
-      superseded  its transaction_id is in the cleaned model with a version from a later file.
+      rejected    its (file, row, load) is in the rejected model;
+      kept        its (file, row, load) is the version in the cleaned model (`model`);
+      superseded  its transaction_id is in the cleaned model with a version from a later
+                  delivery: a later load, or a later file of the same load (a same-name file
+                  redelivered with new content is a later load).
     Fails with one row per raw row that is none of these (lost) or more than one (double
-    counted), and per cleaned/rejected row whose (file, row) does not exist in bronze.
+    counted), and per cleaned/rejected row whose (file, row, load) does not exist in bronze.
 -#}
 {% test raw_rows_reconcile(model, raw_model, rejected_model) %}
 
@@ -12,19 +14,19 @@ with
 
 raw_rows as (
 
-    select transaction_id, source_file_name, source_row_number from {{ raw_model }}
+    select transaction_id, source_file_name, source_row_number, loaded_at from {{ raw_model }}
 
 ),
 
 cleaned as (
 
-    select transaction_id, source_file_name, source_row_number from {{ model }}
+    select transaction_id, source_file_name, source_row_number, loaded_at from {{ model }}
 
 ),
 
 rejected as (
 
-    select source_file_name, source_row_number from {{ rejected_model }}
+    select source_file_name, source_row_number, loaded_at from {{ rejected_model }}
 
 ),
 
@@ -38,7 +40,13 @@ classified as (
         case
             when
                 rejected.source_row_number is null
-                and newer.source_file_name > raw_rows.source_file_name
+                and (
+                    newer.loaded_at > raw_rows.loaded_at
+                    or (
+                        newer.loaded_at = raw_rows.loaded_at
+                        and newer.source_file_name > raw_rows.source_file_name
+                    )
+                )
                 then 1
             else 0
         end as is_superseded
@@ -47,10 +55,12 @@ classified as (
         on
             raw_rows.source_file_name = rejected.source_file_name
             and raw_rows.source_row_number = rejected.source_row_number
+            and raw_rows.loaded_at = rejected.loaded_at
     left join cleaned as kept
         on
             raw_rows.source_file_name = kept.source_file_name
             and raw_rows.source_row_number = kept.source_row_number
+            and raw_rows.loaded_at = kept.loaded_at
     left join cleaned as newer
         on raw_rows.transaction_id = newer.transaction_id
 
@@ -77,14 +87,15 @@ orphan_silver_rows as (
         silver_rows.source_row_number,
         'silver row not in bronze' as problem
     from (
-        select source_file_name, source_row_number from cleaned
+        select source_file_name, source_row_number, loaded_at from cleaned
         union all
-        select source_file_name, source_row_number from rejected
+        select source_file_name, source_row_number, loaded_at from rejected
     ) as silver_rows
     left join raw_rows
         on
             silver_rows.source_file_name = raw_rows.source_file_name
             and silver_rows.source_row_number = raw_rows.source_row_number
+            and silver_rows.loaded_at = raw_rows.loaded_at
     where raw_rows.source_row_number is null
 
 ),

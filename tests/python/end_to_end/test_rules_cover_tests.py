@@ -1,0 +1,122 @@
+"""Every domain a data test checks on silver/gold is also a validation rule (issue 11).
+
+A value that fails an accepted_values or relationships test must be rejected by
+silver.transactions_validated before it is merged, or the incremental tables wedge: the bad row
+stays merged and every rerun fails the same test. This reads the dbt manifest and asserts, for
+each such test on a silver or gold SQL model (the Python scoring model's tested columns are
+computed by code, not delivered):
+
+- it names the rule that keeps its failures out (config meta `enforced_by_rule`);
+- the rule is a reason transactions_validated emits, and the unit test
+  `transactions_validated_reasons` has a row that gets exactly that reason;
+- a relationships test to a seed or model checks the same reference data the rule joins
+  (transactions_validated depends on it);
+- the accepted reasons of transactions_rejected.primary_rejection_reason are exactly the
+  reasons the model emits (meta `enforced_by_rule: reason_list`).
+
+    .venv/bin/pytest tests/python/test_rules_cover_tests.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PROJECT_ROOT, DbtProject
+
+VALIDATION_MODEL = "model.fraud_detection.transactions_validated"
+DOMAIN_TESTS = {"accepted_values", "relationships"}
+CHECKED_LAYERS = {"silver", "gold"}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    project = DbtProject(tmp_path_factory.mktemp("rules_manifest"))
+    project.run("parse", "--no-partial-parse")
+    return json.loads((project.root / "dbt_target" / "manifest.json").read_text())
+
+
+def emitted_reasons() -> list[str]:
+    """The reasons transactions_validated.sql can emit, in order (`', <reason>'` literals)."""
+    sql = (PROJECT_ROOT / "models" / "silver" / "transactions_validated.sql").read_text()
+    return list(dict.fromkeys(re.findall(r"', ([a-z_]+)'", sql)))
+
+
+def domain_tests(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for node in manifest["nodes"].values():
+        metadata = node.get("test_metadata") or {}
+        if node["resource_type"] != "test" or metadata.get("name") not in DOMAIN_TESTS:
+            continue
+        attached = manifest["nodes"].get(node.get("attached_node") or "", {})
+        # Python models (fraud_scores) compute their tested columns (risk band, selection) in
+        # code from gold.transaction_features: their domains are code, not delivered values.
+        if attached.get("fqn", [None, None])[1] in CHECKED_LAYERS and attached["language"] == "sql":
+            found.append(node)
+    return found
+
+
+def unit_test_reasons(manifest: dict[str, Any]) -> set[str]:
+    unit = next(
+        test
+        for test in manifest["unit_tests"].values()
+        if test["name"] == "transactions_validated_reasons"
+    )
+    reasons: set[str] = set()
+    for row in unit["expect"]["rows"]:
+        if row.get("rejection_reasons"):
+            reasons.update(part.strip() for part in row["rejection_reasons"].split(","))
+    return reasons
+
+
+def test_every_domain_test_names_a_rule_that_fires(manifest: dict[str, Any]) -> None:
+    tests = domain_tests(manifest)
+    assert len(tests) >= 8, "expected the currency/type/category/country/key tests"
+    rules = set(emitted_reasons())
+    proven = unit_test_reasons(manifest)
+    validation_parents = set(manifest["nodes"][VALIDATION_MODEL]["depends_on"]["nodes"])
+    problems = []
+    for test in tests:
+        rule = (test["config"].get("meta") or {}).get("enforced_by_rule")
+        label = f"{test['name']} ({test['original_file_path']})"
+        if rule is None:
+            problems.append(f"{label}: no meta enforced_by_rule")
+            continue
+        if rule == "reason_list":
+            continue
+        if rule not in rules:
+            problems.append(f"{label}: rule {rule} is not emitted by transactions_validated")
+        if rule not in proven:
+            problems.append(f"{label}: no unit test row gets {rule}")
+        if test["test_metadata"]["name"] == "relationships":
+            target = [
+                parent
+                for parent in test["depends_on"]["nodes"]
+                if parent != test.get("attached_node")
+            ]
+            if not set(target) <= validation_parents | {
+                "model.fraud_detection.transaction_features"
+            }:
+                problems.append(f"{label}: the rule does not join {target}")
+    assert not problems, "\n".join(problems)
+
+
+def test_rejected_reason_list_is_exactly_what_validation_emits(manifest: dict[str, Any]) -> None:
+    test = next(
+        node
+        for node in domain_tests(manifest)
+        if (node["config"].get("meta") or {}).get("enforced_by_rule") == "reason_list"
+    )
+    accepted = test["test_metadata"]["kwargs"]["values"]
+    assert accepted == emitted_reasons()
+    assert set(accepted) == unit_test_reasons(manifest), "every reason has a unit test row"
+
+
+def test_reasons_are_documented(manifest: dict[str, Any]) -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    missing = [reason for reason in emitted_reasons() if f"`{reason}`" not in readme]
+    assert not missing, f"README's 'Nothing is silently dropped' lacks {missing}"
+    assert Path(PROJECT_ROOT / "seeds" / "accepted_currencies.csv").exists()
