@@ -9,7 +9,7 @@
 
 {#-
     Point-in-time features for every valid transaction (definitions per column in
-    _transaction_risk_features.yml). For a transaction at time t every window is [t - N, t):
+    _gold__transaction_risk_features.yml). For a transaction at time t every window is [t - N, t):
     a transaction exactly N earlier counts, the current transaction does not, and neither does
     any other transaction at exactly t (equal timestamps never see each other, whatever their
     order in the file: deterministic, and what an online scorer can reproduce). A label counts
