@@ -42,8 +42,9 @@ per_customer as (
         customer_id,
         count(*) as total_transactions,
         sum(amount) as total_spend,
-        avg(amount) as avg_transaction_amount,
-        coalesce(stddev_samp(amount), 0) as stddev_transaction_amount,
+        -- in double: avg of a decimal keeps only 6 decimals on Spark/Databricks (and Snowflake)
+        avg(cast(amount as {{ type_double() }})) as avg_transaction_amount,
+        coalesce(stddev_samp(cast(amount as {{ type_double() }})), 0) as stddev_transaction_amount,
         min(amount) as min_transaction_amount,
         max(amount) as max_transaction_amount,
         count(distinct merchant_category) as unique_merchant_categories,
