@@ -8,6 +8,8 @@
     file metadata. A view reads the folder at query time, so a batch file added later is seen
     by the next run, as in production.
         dbt run-operation spark_landing_views --target spark_local --args '{landings: {raw: /abs/folder}}'
+    (`tables` defaults to transactions, customers, merchants; the test passes every table
+    folder of the fixture.)
 
     spark_export_relations copies every SQL model's relation (tables and views) of the given
     schema prefixes into Parquet folders <directory>/<schema>.<name>, so the test can compare
@@ -21,7 +23,7 @@
     {{ return(value | string) }}
 {%- endmacro %}
 
-{% macro spark_landing_views(landings) -%}
+{% macro spark_landing_views(landings, tables=['transactions', 'customers', 'merchants']) -%}
     {%- if target.type != 'spark' -%}
         {{ exceptions.raise_compiler_error("spark_landing_views is for dbt-spark targets only, not " ~ target.type) }}
     {%- endif -%}
@@ -29,7 +31,8 @@
         {%- set raw_schema = spark_check_setting('raw schema', raw_schema, '[a-z_][a-z0-9_]*') -%}
         {%- set folder = spark_check_setting('landing folder', folder, '/[A-Za-z0-9_./+-]+') -%}
         {%- do run_query('create schema if not exists ' ~ raw_schema) -%}
-        {%- for table in ['transactions', 'customers', 'merchants'] -%}
+        {%- for table in tables -%}
+            {%- set table = spark_check_setting('landing table', table, '[a-z_][a-z0-9_]*') -%}
             {%- do run_query(
                 'create or replace view ' ~ raw_schema ~ '.' ~ table ~ ' as select *,'
                 ~ ' _metadata.file_name as _source_file_name,'

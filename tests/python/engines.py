@@ -30,7 +30,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import PROJECT_ROOT, DbtProject
 
-RAW_TABLES = ("customers", "merchants", "transactions")
+
+def landing_tables(fixture: Path) -> list[str]:
+    """Every landing table of a fixture: each sub-folder holding Parquet files."""
+    return sorted(p.name for p in fixture.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+
+
 # Floats are equal when they agree to this many significant digits (sums and standard deviations
 # are computed in a different order on each engine).
 FLOAT_SIGNIFICANT_DIGITS = 9
@@ -118,15 +123,16 @@ def split_transactions(fixture: Path, out_first: Path, out_second: Path, cut: st
     """The fixture's transactions as two landing batches: rows before ``cut`` (a date) in
     batch_0000, the rest (and rows with no timestamp) in batch_0001, each in the original row
     order. Every copy of a transaction shares its timestamp, so no id spans both batches.
-    customers and merchants are copied to both folders."""
+    The other landing tables are copied to both folders."""
     data = pa.concat_tables(
         pq.read_table(path) for path in sorted((fixture / "transactions").glob("*.parquet"))
     )
     frame = data.to_pandas()
     early = frame["transaction_timestamp"] < pd.Timestamp(cut)
     for folder in (out_first, out_second):
-        for table in ("customers", "merchants"):
-            shutil.copytree(fixture / table, folder / table, dirs_exist_ok=True)
+        for table in landing_tables(fixture):
+            if table != "transactions":
+                shutil.copytree(fixture / table, folder / table, dirs_exist_ok=True)
         (folder / "transactions").mkdir(parents=True, exist_ok=True)
     first = pa.Table.from_pandas(frame[early], schema=data.schema, preserve_index=False)
     second = pa.Table.from_pandas(frame[~early], schema=data.schema, preserve_index=False)
@@ -156,7 +162,7 @@ def load_raw_snowflake(cursor: Any, fixture: Path, schema: str = "RAW") -> dict[
     into <schema>.<table> with the lineage columns bronze reads on a warehouse."""
     counts = {}
     cursor.execute(f"create schema if not exists {FAKESNOW_DATABASE}.{schema}")
-    for table in RAW_TABLES:
+    for table in landing_tables(fixture):
         files = sorted((fixture / table).glob("*.parquet"))
         assert files, f"no Parquet file in {fixture / table}"
         tables = [(path.name, pq.read_table(path)) for path in files]

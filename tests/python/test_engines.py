@@ -103,6 +103,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineBuild]:
     engines.split_transactions(SMALL_FIXTURE_DIR, incremental, second, BATCH_CUT)
     shutil.copytree(incremental, full)
     shutil.copy(second / "transactions" / "batch_0001.parquet", full / "transactions")
+    tables = engines.landing_tables(SMALL_FIXTURE_DIR)
     landings = {
         "raw": str(SMALL_FIXTURE_DIR.resolve()),
         "raw_inc": str(incremental),
@@ -116,7 +117,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineBuild]:
         build.seconds[label] = time.monotonic() - start
 
     timed("landing views", "run-operation", "spark_landing_views",
-          "--args", f"{{landings: {landings}}}")  # fmt: skip
+          "--args", f"{{landings: {landings}, tables: {tables}}}")  # fmt: skip
     timed("build (all SQL models + tests)", "build", "--exclude", engines.PYTHON_MODELS_EXCLUDE)
     build.frames["run_results:main"] = pd.DataFrame(
         list(project.run_results().items()), columns=["unique_id", "status"]
