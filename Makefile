@@ -25,11 +25,12 @@ TEST_DIR := $(CURDIR)/.test-run
 TEST_ENV := FRAUD_WAREHOUSE_DIR=$(TEST_DIR)/warehouse FRAUD_MLFLOW_DIR=$(TEST_DIR)/mlflow
 TEST_VARS := {rf_min_fraud_customers: 10}
 
-.PHONY: help setup lock data build run lint dbt-test test bench clean mlflow-ui
+.PHONY: help setup lock data build run lint dbt-test test test-engines bench clean mlflow-ui
 
 help:
 	@echo "make run    generate data, build, train, promote, score, monitor (DuckDB)"
 	@echo "make test   sqlfluff, ruff, dbt build on the small fixture, parse for warehouses, pytest"
+	@echo "make test-engines  only the SQL models on local Spark and fakesnow vs DuckDB (part of make test)"
 	@echo "make bench  benchmark harness (see README)"
 
 $(STAMP):
@@ -88,6 +89,11 @@ dbt-test: setup
 
 test: lint dbt-test
 	$(BIN)/pytest
+
+# The SQL models on local Spark and the fakesnow emulator, compared with DuckDB (also run by
+# `make test`; mandatory there when CI=true). Installs Java 17 when missing (root + apt-get).
+test-engines: setup
+	$(BIN)/pytest tests/python/end_to_end/test_engines.py
 
 bench: setup
 	$(BIN)/fraud-bench $(BENCH_ARGS)

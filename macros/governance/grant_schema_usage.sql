@@ -40,6 +40,10 @@
 {%- endmacro %}
 
 {% macro snowflake__grant_schema_usage(schemas) -%}
+    {#- The fakesnow emulator (target snowflake_emulated, tests only) has no access control. -#}
+    {%- if target.name == 'snowflake_emulated' -%}
+        {{ return('') }}
+    {%- endif -%}
     {%- set grantees_by_schema = schema_grantees() -%}
     {%- set database_grantees = [] -%}
     {%- for schema in grantees_by_schema if schema in schemas -%}
@@ -69,4 +73,8 @@
 
 {% macro duckdb__grant_schema_usage(schemas) -%}
     {#- DuckDB has no roles: nothing to grant (tests/governance proves the matrix on PostgreSQL). -#}
+{%- endmacro %}
+
+{% macro spark__grant_schema_usage(schemas) -%}
+    {#- Open-source Spark (spark_local, tests only) has no access control: nothing to grant. -#}
 {%- endmacro %}

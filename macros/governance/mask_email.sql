@@ -12,12 +12,32 @@
 -#}
 
 {% macro mask_email_function() -%}
-    {{ target.database }}.{{ generate_schema_name('silver', none) }}.mask_email
+    {{ return(adapter.dispatch('mask_email_function', 'fraud_detection')()) }}
+{%- endmacro %}
+
+{% macro default__mask_email_function() -%}
+    {{ return(target.database ~ '.' ~ generate_schema_name('silver', none) ~ '.mask_email') }}
+{%- endmacro %}
+
+{#- dbt-databricks dispatches databricks__, then spark__: keep Unity Catalog's three parts. -#}
+{% macro databricks__mask_email_function() -%}
+    {{ return(default__mask_email_function()) }}
+{%- endmacro %}
+
+{#- Open-source Spark (dbt-spark, local tests): one catalog, so schema.function. -#}
+{% macro spark__mask_email_function() -%}
+    {{ return(generate_schema_name('silver', none) ~ '.mask_email') }}
 {%- endmacro %}
 
 {#- Call site used by models: mask_email('email') -> <catalog>.silver.mask_email(email) -#}
+{#- The fakesnow emulator (target snowflake_emulated, tests only) has no SQL UDFs: there the
+    Snowflake function's body is inlined, so the same Snowflake SQL still runs. -#}
 {% macro mask_email(column_name) -%}
-    {{ mask_email_function() }}({{ column_name }})
+    {%- if target.name == 'snowflake_emulated' -%}
+        {{ snowflake__mask_email_body(column_name) }}
+    {%- else -%}
+        {{ mask_email_function() }}({{ column_name }})
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro create_mask_email_function() -%}
@@ -61,20 +81,26 @@
     $fn$;
 {%- endmacro %}
 
+{% macro snowflake__mask_email_body(email) -%}
+    case
+            when {{ email }} is null then null
+            when position('@', {{ email }}) = 0 then '***'
+            else left({{ email }}, least(2, position('@', {{ email }}) - 1))
+                || '***@'
+                || substr({{ email }}, position('@', {{ email }}) + 1)
+        end
+{%- endmacro %}
+
 {% macro snowflake__create_mask_email_function() -%}
     create schema if not exists {{ target.database }}.{{ generate_schema_name('silver', none) }};
+    {%- if target.name != 'snowflake_emulated' %}
     create or replace function {{ mask_email_function() }}(email varchar)
     returns varchar
     language sql
     as $$
-        case
-            when email is null then null
-            when position('@', email) = 0 then '***'
-            else left(email, least(2, position('@', email) - 1))
-                || '***@'
-                || substr(email, position('@', email) + 1)
-        end
+        {{ snowflake__mask_email_body('email') }}
     $$;
+    {%- endif %}
 {%- endmacro %}
 
 {% macro databricks__create_mask_email_function() -%}
@@ -91,4 +117,22 @@
             substr(email, instr(email, '@') + 1)
         )
     end;
+{%- endmacro %}
+
+{#- Open-source Spark 4 (dbt-spark, local tests only): the same SQL function as on Databricks,
+    without a catalog. -#}
+{% macro spark__create_mask_email_function() -%}
+    {#- Spark runs one statement per call: the schema first, then the function (the hook). -#}
+    {%- do run_query('create schema if not exists ' ~ generate_schema_name('silver', none)) -%}
+    create or replace function {{ mask_email_function() }}(email string)
+    returns string
+    return case
+        when email is null then null
+        when instr(email, '@') = 0 then '***'
+        else concat(
+            left(email, least(2, instr(email, '@') - 1)),
+            '***@',
+            substr(email, instr(email, '@') + 1)
+        )
+    end
 {%- endmacro %}

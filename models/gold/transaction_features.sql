@@ -42,8 +42,9 @@ per_customer as (
         customer_id,
         count(*) as total_transactions,
         sum(amount) as total_spend,
-        avg(amount) as avg_transaction_amount,
-        coalesce(stddev_samp(amount), 0) as stddev_transaction_amount,
+        -- in double: avg of a decimal keeps only 6 decimals on Spark/Databricks (and Snowflake)
+        avg(cast(amount as {{ type_double() }})) as avg_transaction_amount,
+        coalesce(stddev_samp(cast(amount as {{ type_double() }})), 0) as stddev_transaction_amount,
         min(amount) as min_transaction_amount,
         max(amount) as max_transaction_amount,
         count(distinct merchant_category) as unique_merchant_categories,
@@ -63,8 +64,8 @@ final as (
         per_customer.customer_id,
         cast(per_customer.total_transactions as {{ dbt.type_bigint() }}) as total_transactions,
         cast(per_customer.total_spend as decimal(18, 2)) as total_spend,
-        cast(per_customer.avg_transaction_amount as double precision) as avg_transaction_amount,
-        cast(per_customer.stddev_transaction_amount as double precision) as stddev_transaction_amount,
+        cast(per_customer.avg_transaction_amount as {{ type_double() }}) as avg_transaction_amount,
+        cast(per_customer.stddev_transaction_amount as {{ type_double() }}) as stddev_transaction_amount,
         cast(per_customer.min_transaction_amount as decimal(18, 2)) as min_transaction_amount,
         cast(per_customer.max_transaction_amount as decimal(18, 2)) as max_transaction_amount,
         cast(per_customer.unique_merchant_categories as {{ dbt.type_bigint() }}) as unique_merchant_categories,
@@ -77,19 +78,19 @@ final as (
         ) as customer_tenure_days,
         cast(
             per_customer.stddev_transaction_amount / nullif(per_customer.avg_transaction_amount, 0)
-            as double precision
+            as {{ type_double() }}
         ) as amount_volatility,
         cast(
             per_customer.max_transaction_amount / nullif(per_customer.avg_transaction_amount, 0)
-            as double precision
+            as {{ type_double() }}
         ) as max_to_avg_ratio,
         cast(
             1.0 * per_customer.weekend_transactions / per_customer.total_transactions
-            as double precision
+            as {{ type_double() }}
         ) as weekend_transaction_rate,
         cast(
             1.0 * per_customer.high_value_transactions / per_customer.total_transactions
-            as double precision
+            as {{ type_double() }}
         ) as high_value_transaction_rate,
         cast(
             1.0 * per_customer.total_transactions
@@ -100,7 +101,7 @@ final as (
                     'day'
                 ) }} + 1
             )
-            as double precision
+            as {{ type_double() }}
         ) as avg_transactions_per_day
     from per_customer
     inner join customers
