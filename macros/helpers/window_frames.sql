@@ -6,7 +6,7 @@
       arithmetic (`used_at + {{ interval_literal(1, 'day') }}`; dbt.dateadd on Databricks asks the
       warehouse for its capabilities, so it cannot compile offline).
       DuckDB and Spark take the ANSI form interval '1' day; Snowflake spells it interval '1 day'.
-    type_double(): the double type of the feature columns.
+    (the double type of the feature columns is type_double(), macros/helpers/type_double.sql)
 -#}
 {% macro interval_literal(number, unit) -%}
     {{ return(adapter.dispatch('interval_literal', 'fraud_detection')(number, unit)) }}
@@ -18,18 +18,4 @@
 
 {% macro snowflake__interval_literal(number, unit) -%}
     interval '{{ number | int }} {{ unit }}'
-{%- endmacro %}
-
-{#- A double-precision float: `double` everywhere except PostgreSQL (dbt's type_float is a
-    4-byte float on DuckDB). -#}
-{% macro type_double() -%}
-    {{ return(adapter.dispatch('type_double', 'fraud_detection')()) }}
-{%- endmacro %}
-
-{% macro default__type_double() -%}
-    double
-{%- endmacro %}
-
-{% macro postgres__type_double() -%}
-    double precision
 {%- endmacro %}

@@ -27,7 +27,16 @@ from typing import Any
 import pytest
 from conftest import PROJECT_ROOT, DbtProject
 
-VALIDATION_MODEL = "model.fraud_detection.transactions_validated"
+# Each validation model: its reasons are the `', <reason>'` literals of its SQL, proven by its
+# reasons unit test. A domain test names its rule (meta enforced_by_rule) and, when the rule is
+# not in transactions_validated, the model that emits it (meta validated_by).
+VALIDATORS = {
+    "transactions_validated": "transactions_validated_reasons",
+    "fraud_reports_validated": "fraud_reports_validated_reasons",
+}
+DEFAULT_VALIDATOR = "transactions_validated"
+# A key selected from the model its relationships test points at cannot be orphaned.
+DERIVED = "derived_from_parent"
 DOMAIN_TESTS = {"accepted_values", "relationships"}
 CHECKED_LAYERS = {"silver", "gold"}
 
@@ -39,9 +48,9 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return json.loads((project.root / "dbt_target" / "manifest.json").read_text())
 
 
-def emitted_reasons() -> list[str]:
-    """The reasons transactions_validated.sql can emit, in order (`', <reason>'` literals)."""
-    sql = (PROJECT_ROOT / "models" / "silver" / "transactions_validated.sql").read_text()
+def emitted_reasons(validator: str = DEFAULT_VALIDATOR) -> list[str]:
+    """The reasons a validation model can emit, in order (`', <reason>'` literals)."""
+    sql = (PROJECT_ROOT / "models" / "silver" / f"{validator}.sql").read_text()
     return list(dict.fromkeys(re.findall(r"', ([a-z_]+)'", sql)))
 
 
@@ -59,11 +68,9 @@ def domain_tests(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def unit_test_reasons(manifest: dict[str, Any]) -> set[str]:
+def unit_test_reasons(manifest: dict[str, Any], validator: str = DEFAULT_VALIDATOR) -> set[str]:
     unit = next(
-        test
-        for test in manifest["unit_tests"].values()
-        if test["name"] == "transactions_validated_reasons"
+        test for test in manifest["unit_tests"].values() if test["name"] == VALIDATORS[validator]
     )
     reasons: set[str] = set()
     for row in unit["expect"]["rows"]:
@@ -72,47 +79,61 @@ def unit_test_reasons(manifest: dict[str, Any]) -> set[str]:
     return reasons
 
 
+def _relationship_target(test: dict[str, Any]) -> set[str]:
+    return {p for p in test["depends_on"]["nodes"] if p != test.get("attached_node")}
+
+
 def test_every_domain_test_names_a_rule_that_fires(manifest: dict[str, Any]) -> None:
     tests = domain_tests(manifest)
     assert len(tests) >= 8, "expected the currency/type/category/country/key tests"
-    rules = set(emitted_reasons())
-    proven = unit_test_reasons(manifest)
-    validation_parents = set(manifest["nodes"][VALIDATION_MODEL]["depends_on"]["nodes"])
     problems = []
     for test in tests:
-        rule = (test["config"].get("meta") or {}).get("enforced_by_rule")
+        meta = test["config"].get("meta") or {}
+        rule = meta.get("enforced_by_rule")
+        validator = meta.get("validated_by", DEFAULT_VALIDATOR)
         label = f"{test['name']} ({test['original_file_path']})"
         if rule is None:
             problems.append(f"{label}: no meta enforced_by_rule")
             continue
         if rule == "reason_list":
             continue
-        if rule not in rules:
-            problems.append(f"{label}: rule {rule} is not emitted by transactions_validated")
-        if rule not in proven:
+        if rule == DERIVED:
+            attached = manifest["nodes"][test["attached_node"]]
+            if not _relationship_target(test) <= set(attached["depends_on"]["nodes"]):
+                problems.append(f"{label}: {DERIVED}, but the model does not read its parent")
+            continue
+        if validator not in VALIDATORS:
+            problems.append(f"{label}: unknown validation model {validator}")
+            continue
+        if rule not in emitted_reasons(validator):
+            problems.append(f"{label}: rule {rule} is not emitted by {validator}")
+        if rule not in unit_test_reasons(manifest, validator):
             problems.append(f"{label}: no unit test row gets {rule}")
         if test["test_metadata"]["name"] == "relationships":
-            target = [
-                parent
-                for parent in test["depends_on"]["nodes"]
-                if parent != test.get("attached_node")
-            ]
-            if not set(target) <= validation_parents | {
-                "model.fraud_detection.transaction_features"
-            }:
-                problems.append(f"{label}: the rule does not join {target}")
+            parents = set(
+                manifest["nodes"][f"model.fraud_detection.{validator}"]["depends_on"]["nodes"]
+            )
+            target = _relationship_target(test)
+            if not target <= parents | {"model.fraud_detection.transaction_features"}:
+                problems.append(f"{label}: the rule does not join {sorted(target)}")
     assert not problems, "\n".join(problems)
 
 
-def test_rejected_reason_list_is_exactly_what_validation_emits(manifest: dict[str, Any]) -> None:
+@pytest.mark.parametrize("validator", sorted(VALIDATORS))
+def test_rejected_reason_list_is_exactly_what_validation_emits(
+    manifest: dict[str, Any], validator: str
+) -> None:
     test = next(
         node
         for node in domain_tests(manifest)
         if (node["config"].get("meta") or {}).get("enforced_by_rule") == "reason_list"
+        and (node["config"].get("meta") or {}).get("validated_by", DEFAULT_VALIDATOR) == validator
     )
     accepted = test["test_metadata"]["kwargs"]["values"]
-    assert accepted == emitted_reasons()
-    assert set(accepted) == unit_test_reasons(manifest), "every reason has a unit test row"
+    assert accepted == emitted_reasons(validator)
+    assert set(accepted) == unit_test_reasons(manifest, validator), (
+        "every reason has a unit test row"
+    )
 
 
 def test_reasons_are_documented(manifest: dict[str, Any]) -> None:

@@ -29,7 +29,9 @@ from simulator.label_feed import BAD_KINDS
 REFERENCE_SQL = PROJECT_ROOT / "tests" / "reference" / "transaction_risk_features_reference.sql"
 AS_OF_DATE = "2026-11-01"
 # the features with everything they read, and the rejected tables (reconciliation tests)
-SELECT_FEATURES = "+transaction_risk_features transactions_rejected fraud_reports_rejected"
+SELECT_FEATURES = "+transaction_risk_features load_log transactions_rejected fraud_reports_rejected"
+# models and the reference seeds they join, without tests (dbt run would skip the seeds)
+RUN = ("build", "--resource-type", "model", "--resource-type", "seed")
 KEYS = ["transaction_id"]
 
 
@@ -138,7 +140,7 @@ def test_later_transactions_and_labels_never_change_earlier_features(
     cut_at = pd.Timestamp(cut)
     _perturb_after(raw, cut_at, seed=len(cut))
     changed = DbtProject(tmp_path / "dbt", {"raw_data_path": str(raw)})
-    changed.run("run", "--select", *SELECT_FEATURES.split(), "--exclude", "transaction_features+")
+    changed.run(*RUN, "--select", *SELECT_FEATURES.split(), "--exclude", "transaction_features+")
     before = features(fixture_build).drop(columns=["loaded_at"])
     after = features(changed).drop(columns=["loaded_at"])
     earlier = before[before.transaction_at <= cut_at]
@@ -195,14 +197,14 @@ def test_incremental_batches_equal_one_full_refresh(tmp_path: Path) -> None:
     for step in _write_batches(SMALL_FIXTURE_DIR, raw, cuts):
         step()
         project.run(
-            "run", "--select", *SELECT_FEATURES.split(), "--exclude", "transaction_features+"
+            *RUN, "--select", *SELECT_FEATURES.split(), "--exclude", "transaction_features+"
         )
         sizes.append(len(features(project)))
     incremental = features(project)
     # each run added only its batch (one load batch per run)
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes) == len(cuts) + 1
     assert incremental.loaded_at.nunique() == len(cuts) + 1
-    project.run("run", "--select", "transaction_risk_features", "--full-refresh")
+    project.run(*RUN, "--select", "transaction_risk_features", "--full-refresh")
     assert_same_features(features(project), incremental)
     assert_same_features(incremental.drop(columns=["loaded_at"]), reference_features(raw))
 
@@ -214,7 +216,7 @@ def test_label_delay_mode_for_data_without_a_report_feed(tmp_path: Path) -> None
         tmp_path / "dbt",
         {"raw_data_path": str(raw), "label_source": "label_delay", "label_delay_days": 2.5},
     )
-    project.run("run", "--select", "+transaction_risk_features", "+fraud_reports_rejected")
+    project.run(*RUN, "--select", "+transaction_risk_features", "+fraud_reports_rejected")
     labels = project.query("select * from silver.fraud_labels")
     fraud = project.query("select transaction_id from silver.transactions_cleaned where is_fraud")
     assert sorted(labels.transaction_id) == sorted(fraud.transaction_id)
