@@ -1,6 +1,6 @@
-"""Helpers for tests/python/end_to_end/test_engines.py: local Spark and the fakesnow server, started and
-stopped by the test, the landing data loaded into them, and a comparison of every SQL model's
-relation with DuckDB's.
+"""Helpers for tests/python/end_to_end/test_engines.py: local Spark and the fakesnow server,
+started and stopped by the test, the landing data loaded into them, and a comparison of every
+SQL model's relation with DuckDB's.
 
 Nothing here is a mock: Spark is the real engine (dbt-spark ``method: session``, in the dbt
 process), fakesnow a real HTTP server answering dbt-snowflake.
