@@ -158,7 +158,8 @@ def contributions(pipeline: Any, X: pd.DataFrame) -> pd.DataFrame:
         positive = _positive_index(clf)
 
         def score(frame: pd.DataFrame) -> np.ndarray:
-            return np.asarray(clf.predict_proba(frame)[:, positive], dtype="float64")
+            values = clf.predict_proba(frame.to_numpy())
+            return np.asarray(values[:, positive], dtype="float64")
 
         values = ablation_contributions(score, matrix)
     return values.reindex(columns=list(FEATURE_COLUMNS), fill_value=0.0)
