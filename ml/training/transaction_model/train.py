@@ -371,18 +371,17 @@ def train_transaction_classifier(
         tm.MODEL_NAME,
         version,
     )
-    m = evaluation.metrics
-    return training_run_row(
+    values = {
+        **{key: value for key, value in evaluation.metrics.items() if key in TRAINING_RUN_SCHEMA},
         **identity,
         **window_columns,
-        **{key: m.get(key) for key in TRAINING_RUN_SCHEMA if key in m},
-        run_id=run_id,
-        model_version=version,
-        status=STATUS_TRAINED,
-        trained_at=utc_now_naive(),
-        fit_seconds=evaluation.fit_seconds,
-        training_seconds=time.perf_counter() - started,
-    )
+        "run_id": run_id,
+        "model_version": version,
+        "status": STATUS_TRAINED,
+        "trained_at": utc_now_naive(),
+        "training_seconds": time.perf_counter() - started,
+    }
+    return training_run_row(**values)
 
 
 def _skipped(identity: Mapping[str, Any], reason: str) -> pd.DataFrame:

@@ -222,3 +222,74 @@ def test_settings_from_dbt_vars() -> None:
     assert card_precision_k({}) == 100 and card_precision_k({"card_precision_k": "50"}) == 50
     with pytest.raises(ValueError, match="card_precision_k"):
         card_precision_k({"card_precision_k": "0"})
+
+
+# ---------------------------------------------------------------------------- contributions
+
+
+def test_lightgbm_contributions_are_exact_tree_shap() -> None:
+    features, labels, truth = synthetic(n=1500)
+    params = TransactionClassifierParams(**SMALL)
+    prepared = tc.prepare(features, labels, truth, params)
+    evaluation = tc.fit_and_evaluate(prepared, params, 5)
+    X = prepared.X.head(50)
+    contributions = tm.contributions(evaluation.pipeline, X)
+    assert tuple(contributions.columns) == tm.FEATURE_COLUMNS
+    booster = tm.classifier_of(evaluation.pipeline).booster_
+    matrix = tm.transformed(evaluation.pipeline, X).to_numpy()
+    raw = booster.predict(matrix, raw_score=True)
+    bias = booster.predict(matrix, pred_contrib=True)[:, -1]
+    # TreeSHAP: per-feature contributions + the expected value = the raw margin, row by row
+    np.testing.assert_allclose(contributions.sum(axis=1) + bias, raw, rtol=1e-6, atol=1e-9)
+    assert contributions["amount"].abs().mean() > contributions["transaction_hour"].abs().mean()
+
+
+# ---------------------------------------------------------------------------- MLflow
+
+
+def test_training_registers_a_loadable_pipeline_with_its_artifacts(fresh_mlflow_dir) -> None:
+    import mlflow
+    import skops.io
+
+    from ml import registry
+    from ml.training.transaction_model.families import FAMILY_TRUSTED_TYPES
+
+    features, labels, truth = synthetic()
+    params = TransactionClassifierParams(**SMALL)
+    row = tc.train_transaction_classifier(features, labels, truth, params, k=5)
+    assert row.loc[0, "status"] == "trained", row.loc[0, "skip_reason"]
+    assert row.loc[0, "model_name"] == "main.ml_models.fraud_detection_transaction_classifier"
+    assert list(row.columns) == list(tc.TRAINING_RUN_SCHEMA)
+    registry.configure()
+    client = mlflow.MlflowClient()
+    run = client.get_run(row.loc[0, "run_id"])
+    threshold = float(run.data.params["decision_threshold"])
+    assert run.data.metrics["decision_threshold"] == pytest.approx(threshold)
+    assert "card_precision_at_k" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    for required in ("scaler", "classification_report.txt", "reference", "plots"):
+        assert required in artifacts
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="reference")
+    reference = pd.read_parquet(f"{local}/training_features.parquet")
+    assert set(tm.FEATURE_COLUMNS) | {"fraud_probability"} <= set(reference.columns)
+    pipeline = registry.load_sklearn_model(tm.MODEL_NAME, int(row.loc[0, "model_version"]))
+    assert list(pipeline.named_steps) == [tm.PREPROCESS_STEP, tm.CLASSIFIER_STEP]
+    probability = tm.fraud_probability(pipeline, tm.feature_matrix(features.head(10)))
+    assert ((probability >= 0) & (probability <= 1)).all()
+    # the saved pipeline needs exactly the trusted types named for its family
+    path = fresh_mlflow_dir / "probe.skops"
+    skops.io.dump(pipeline, path)
+    assert set(skops.io.get_untrusted_types(file=path)) <= set(FAMILY_TRUSTED_TYPES["lightgbm"])
+    # identical data and settings: the retrain policy keeps the registered version
+    again = tc.train_transaction_classifier(
+        features, labels, truth, params, k=5, previous=row.iloc[0].to_dict()
+    )
+    assert again.loc[0, "status"] == "skipped"
+    assert "unchanged" in again.loc[0, "skip_reason"]
+
+
+def test_a_span_too_short_is_a_skipped_row_not_a_crash(fresh_mlflow_dir) -> None:
+    features, labels, truth = synthetic(n=300, days=10)
+    row = tc.train_transaction_classifier(features, labels, truth, TransactionClassifierParams())
+    assert row.loc[0, "status"] == "skipped"
+    assert "too short" in row.loc[0, "skip_reason"]
