@@ -64,9 +64,7 @@ def compare(
     return pd.DataFrame(rows)
 
 
-def customer_scores_per_transaction(
-    test: pd.DataFrame, customer_scores: pd.Series
-) -> np.ndarray:
+def customer_scores_per_transaction(test: pd.DataFrame, customer_scores: pd.Series) -> np.ndarray:
     """Each transaction's customer score (a customer without one scores 0: never flagged)."""
     mapped = test["customer_id"].astype(str).map(customer_scores)
     return mapped.fillna(0.0).to_numpy(dtype="float64")
@@ -74,9 +72,7 @@ def customer_scores_per_transaction(
 
 def render(table: pd.DataFrame, k: int, fmt: str = "text") -> str:
     titles = [title.replace("@k", f"@{k}") for _, title in COLUMNS]
-    cells = [
-        [_cell(row[key]) for key, _ in COLUMNS] for row in table.to_dict(orient="records")
-    ]
+    cells = [[_cell(row[key]) for key, _ in COLUMNS] for row in table.to_dict(orient="records")]
     if fmt == "markdown":
         lines = ["| " + " | ".join(titles) + " |", "|" + "|".join("---" for _ in titles) + "|"]
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
@@ -129,7 +125,8 @@ def load_and_compare(
     )
     tc_pipeline = registry.load_sklearn_model(tm.MODEL_NAME, tc_version)
     tc_scores = tm.fraud_probability(tc_pipeline, tm.feature_matrix(test))
-    customers = warehouse.query(f"select * from {warehouse.relation('gold', 'transaction_features')}")
+    customer_features = warehouse.relation("gold", "transaction_features")
+    customers = warehouse.query(f"select * from {customer_features}")
     rf_pipeline = registry.load_sklearn_model(registry.RANDOM_FOREST_MODEL, rf_version)
     per_customer = pd.Series(
         score_function(rf_pipeline)(customer_feature_matrix(customers)),
