@@ -13,6 +13,7 @@ metrics are the ones the training run logged (``ml.training``), nothing is recom
     fraud-metrics --models random_forest --alias champion
     fraud-metrics side-by-side         # transaction classifier vs customer random forest
                                        # on the same test transactions (side_by_side.py)
+    fraud-metrics compare-families     # every transaction-classifier family on one split
 
 Exit status: 0, or 1 when no model has a registered version.
 """
@@ -164,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ml.validation.side_by_side import main as side_by_side
 
         return side_by_side(argv[1:])
+    if argv[:1] == ["compare-families"]:
+        from ml.validation.family_comparison import main as compare_families
+
+        return compare_families(argv[1:])
     parser = argparse.ArgumentParser(
         prog="fraud-metrics",
         description="Evaluation metrics of the registered fraud models, from their MLflow runs.",
