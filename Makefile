@@ -62,13 +62,15 @@ run: data
 	mkdir -p "$${FRAUD_WAREHOUSE_DIR:-warehouse}"
 	@echo "== 1/5 dbt build: bronze → silver → gold, train and register models"
 	$(BIN)/dbt build --selector train --vars '{raw_data_path: $(RAW_DIR)}'
-	@echo "== 2/5 promotion: supervised model, then the unsupervised one (its refusal is expected and recorded)"
+	@echo "== 2/5 promotion: the transaction classifier, the supervised customer model, then the unsupervised one (its refusal is expected and recorded)"
+	$(BIN)/fraud-promote --model transaction_classifier --candidate latest || $(REFUSED_IS_OK)
 	$(BIN)/fraud-promote --model random_forest --candidate latest || $(REFUSED_IS_OK)
 	$(BIN)/fraud-promote --model isolation_forest --candidate latest || $(REFUSED_IS_OK)
 	@echo "== 3/5 dbt build: score every customer with the champion, append the prediction audit log"
 	$(BIN)/dbt build --selector score --vars '{raw_data_path: $(RAW_DIR)}'
-	@echo "== 4/5 model metrics"
+	@echo "== 4/5 model metrics; transaction classifier vs customer random forest on the same test transactions"
 	$(BIN)/fraud-metrics
+	$(BIN)/fraud-metrics side-by-side
 	@echo "== 5/5 monitoring (exit 1 = a threshold breached, 3 = no predictions: reported, not fatal here)"
 	$(BIN)/fraud-monitor || { rc=$$?; test $$rc -ne 2 && echo "(monitoring alert: exit $$rc, see the report above)"; }
 

@@ -25,6 +25,7 @@ CATALOG = "main"
 MODEL_SCHEMA = "ml_models"
 ISOLATION_FOREST_MODEL = f"{CATALOG}.{MODEL_SCHEMA}.fraud_detection_isolation_forest"
 RANDOM_FOREST_MODEL = f"{CATALOG}.{MODEL_SCHEMA}.fraud_detection_random_forest"
+TRANSACTION_CLASSIFIER_MODEL = f"{CATALOG}.{MODEL_SCHEMA}.fraud_detection_transaction_classifier"
 EXPERIMENT_NAME = "fraud_detection"
 
 # How a version was selected (the ``selection`` column of gold.fraud_scores).
@@ -96,6 +97,8 @@ MODEL_SHORT_NAMES = {
     "isolation_forest": ISOLATION_FOREST_MODEL,
     "fraud_detection_random_forest": RANDOM_FOREST_MODEL,
     "fraud_detection_isolation_forest": ISOLATION_FOREST_MODEL,
+    "transaction_classifier": TRANSACTION_CLASSIFIER_MODEL,
+    "fraud_detection_transaction_classifier": TRANSACTION_CLASSIFIER_MODEL,
 }
 
 

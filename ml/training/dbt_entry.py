@@ -59,3 +59,44 @@ _TRAINERS: dict[str, tuple[Any, Any]] = {
     "isolation_forest": (IsolationForestParams, train_isolation_forest),
     "random_forest": (RandomForestParams, train_random_forest),
 }
+
+
+def train_transaction_classifier_in_dbt(
+    dbt: Any,
+    session: Any,
+    features_relation: Any,
+    labels_relation: Any,
+    truth_relation: Any,
+    settings: Mapping[str, Any],
+    invocation_id: str | None,
+    target_name: str,
+    input_relations: tuple[str, ...],
+) -> pd.DataFrame:
+    """What ``models/ml/transaction_classifier_training_runs.py`` does: the same context and
+    retrain policy as the customer models, the transaction classifier's own settings."""
+    from ml.provenance import current_dbt_invocation_id, to_pandas
+    from ml.training.transaction_model.params import (
+        TransactionClassifierParams,
+        card_precision_k,
+    )
+    from ml.training.transaction_model.train import train_transaction_classifier
+
+    context = TrainingContext(
+        dbt_invocation_id=current_dbt_invocation_id(invocation_id),
+        dbt_target=target_name,
+        input_relations=input_relations,
+        tracking_uri=settings.get("mlflow_tracking_uri"),
+        registry_uri=settings.get("mlflow_registry_uri"),
+    )
+    previous = last_trained_run(session, dbt.this) if dbt.is_incremental else None
+    truth = to_pandas(truth_relation)[["transaction_id", "is_fraud"]]
+    return train_transaction_classifier(
+        to_pandas(features_relation),
+        to_pandas(labels_relation),
+        truth,
+        TransactionClassifierParams.from_mapping(settings),
+        card_precision_k(settings),
+        context,
+        previous,
+        RetrainPolicy.from_mapping(settings),
+    )

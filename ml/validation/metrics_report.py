@@ -11,6 +11,9 @@ metrics are the ones the training run logged (``ml.training``), nothing is recom
     fraud-metrics --format markdown    # for the README
     fraud-metrics --format json
     fraud-metrics --models random_forest --alias champion
+    fraud-metrics side-by-side         # transaction classifier vs customer random forest
+                                       # on the same test transactions (side_by_side.py)
+    fraud-metrics compare-families     # every transaction-classifier family on one split
 
 Exit status: 0, or 1 when no model has a registered version.
 """
@@ -157,6 +160,15 @@ def render(rows: Sequence[VersionMetrics], fmt: str = "text") -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["side-by-side"]:
+        from ml.validation.side_by_side import main as side_by_side
+
+        return side_by_side(argv[1:])
+    if argv[:1] == ["compare-families"]:
+        from ml.validation.family_comparison import main as compare_families
+
+        return compare_families(argv[1:])
     parser = argparse.ArgumentParser(
         prog="fraud-metrics",
         description="Evaluation metrics of the registered fraud models, from their MLflow runs.",

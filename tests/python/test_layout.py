@@ -12,7 +12,16 @@ from conftest import PROJECT_ROOT
 ML = PROJECT_ROOT / "ml"
 # Lifecycle order: a package may import the shared modules and earlier stages only.
 STAGES = ("training", "validation", "promotion", "scoring", "monitoring")
-SHARED = {"settings", "provenance", "registry", "warehouse", "features", "scores", "timing"}
+SHARED = {
+    "settings",
+    "provenance",
+    "registry",
+    "warehouse",
+    "features",
+    "scores",
+    "timing",
+    "transaction_model",
+}
 MAX_LINES = 620
 
 

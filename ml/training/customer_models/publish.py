@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,12 @@ def publish_run(
     tags: Mapping[str, str],
     artifacts_dir: Path,
     context: TrainingContext,
+    skops_trusted_types: Sequence[str] = registry.SKOPS_TRUSTED_TYPES,
+    extra_requirements: Sequence[str] = (),
 ) -> tuple[str, int]:
     """Log one run (params, metrics, tags, every file under ``artifacts_dir`` keeping its
-    relative path, the pipeline as model ``model``) and register it. Returns (run id,
-    version)."""
+    relative path, the pipeline as model ``model``, saved with skops trusting exactly
+    ``skops_trusted_types``) and register it. Returns (run id, version)."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -83,12 +85,12 @@ def publish_run(
                 pipeline,
                 name=registry.MODEL_ARTIFACT_NAME,
                 serialization_format="skops",
-                skops_trusted_types=list(registry.SKOPS_TRUSTED_TYPES),
+                skops_trusted_types=list(skops_trusted_types),
                 signature=signature,
                 input_example=sample,
                 registered_model_name=model_name,
                 # explicit: MLflow's inference imports the model in a subprocess (~20 s)
-                pip_requirements=model_pip_requirements(),
+                pip_requirements=model_pip_requirements(extra_requirements),
             )
             version = logged.registered_model_version
             client = mlflow.MlflowClient()
@@ -106,12 +108,12 @@ def publish_run(
     return run.info.run_id, int(version)
 
 
-def model_pip_requirements() -> list[str]:
+def model_pip_requirements(extra: Sequence[str] = ()) -> list[str]:
     """Pinned runtime requirements of the logged pipelines (installed versions)."""
     from importlib.metadata import PackageNotFoundError, version
 
     pins = []
-    for package in ("scikit-learn", "skops", "numpy", "scipy", "pandas"):
+    for package in ("scikit-learn", "skops", "numpy", "scipy", "pandas", *extra):
         try:
             pins.append(f"{package}=={version(package)}")
         except PackageNotFoundError:

@@ -159,7 +159,7 @@ def test_first_promotion_passes_every_gate_and_writes_audit_row(
     assert env.aliases() == {"champion": version}
     tags = env.tags(version)
     assert tags["promoted_by"] == "alice"
-    assert tags["gate_config_version"] == "2026-11-27.1"
+    assert tags["gate_config_version"] == "2026-12-01.1"
     assert tags["promoted_at"].endswith("+00:00")
     description = env.client.get_model_version(RF, str(version)).description
     assert "Promoted to champion at" in description and "precision=0.9100" in description
@@ -179,7 +179,7 @@ def test_first_promotion_passes_every_gate_and_writes_audit_row(
     assert row["precision_threshold"] == pytest.approx(0.85)
     assert row["recall_threshold"] == pytest.approx(0.80)
     assert row["f1_threshold"] == pytest.approx(0.82)
-    assert row["gate_config_version"] == "2026-11-27.1"
+    assert row["gate_config_version"] == "2026-12-01.1"
     assert row["git_commit"] == "0123abc"
     assert row["notes"] == "candidate: latest"
     assert len(row["promotion_id"]) == 36

@@ -16,7 +16,7 @@ ALL_ARTIFACTS = ("model", "scaler", "classification_report.txt")
 
 def test_gate_config_is_the_versioned_file() -> None:
     config = gates.load_gate_config(settings.PROMOTION_GATES_FILE, RF)
-    assert config.version == "2026-11-27.1"
+    assert config.version == "2026-12-01.1"
     assert config.threshold("precision") == 0.85
     assert config.threshold("recall") == 0.80
     assert config.threshold("f1") == 0.82
