@@ -13,6 +13,7 @@ from ml.training.customer_models.params import (
     RandomForestParams,
     RetrainPolicy,
     TrainingContext,
+    as_of_date_var,
 )
 from ml.training.customer_models.random_forest import train_random_forest
 from ml.training.customer_models.steps import last_trained_run
@@ -43,6 +44,7 @@ def train_in_dbt(
         input_relations=input_relations,
         tracking_uri=settings.get("mlflow_tracking_uri"),
         registry_uri=settings.get("mlflow_registry_uri"),
+        as_of_date=as_of_date_var(settings.get("as_of_date")),
     )
     previous = last_trained_run(session, dbt.this) if dbt.is_incremental else None
     return train(
