@@ -96,10 +96,11 @@ bench: setup
 
 # mlflow ui runs its server (uvicorn or gunicorn) and workers as child processes, which outlive
 # a plain `mlflow` killed by make. Run it in a session (process group) of its own and end that
-# whole group when the recipe stops: Ctrl-C, `kill <make pid>` or the server exiting.
+# whole group when the recipe stops: Ctrl-C, `kill <make pid>` or the server exiting. The store
+# is the registry's (FRAUD_MLFLOW_DIR, default .mlflow).
 MLFLOW_UI_PORT ?= 5000
 mlflow-ui: setup
-	setsid $(BIN)/mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db \
+	setsid $(BIN)/mlflow ui --backend-store-uri "sqlite:///$${FRAUD_MLFLOW_DIR:-.mlflow}/mlflow.db" \
 	    --host 127.0.0.1 --port $(MLFLOW_UI_PORT) & \
 	ui=$$!; trap 'kill -TERM -- -$$ui 2>/dev/null || true; wait $$ui || true' INT TERM EXIT; \
 	wait $$ui

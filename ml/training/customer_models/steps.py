@@ -122,8 +122,8 @@ def retraining_decision(
     if change >= policy.min_data_change:
         return None
     return (
-        f"training data changed by {change:.2%} {since}, trained {age_days:g} day(s) of data "
-        f"before as_of_date {as_of}: below retrain_min_data_change "
+        f"training data changed by {change:.2%} {since}, {age_days:g} day(s) of data before "
+        f"as_of_date {as_of}: below retrain_min_data_change "
         f"{policy.min_data_change:.0%} and within retrain_max_age_days "
         f"{policy.max_age_days:g} (--vars '{{retrain_mode: always}}' retrains)"
     )

@@ -92,7 +92,10 @@ def _decide(previous: dict[str, object] | None, **overrides: object) -> str | No
 def test_retrain_policy_keeps_the_model_for_a_small_change() -> None:
     reason = _decide(_previous_run())
     assert reason is not None
-    assert "changed by 1.00% since run r1 (version 3), trained 1 day(s) of data" in reason
+    assert (
+        "changed by 1.00% since run r1 (version 3), 1 day(s) of data before as_of_date 2026-11-21"
+        in reason
+    )
     assert "retrain_min_data_change 5%" in reason and "retrain_mode: always" in reason
     unchanged = _decide(_previous_run(), data_fingerprint="data-a")
     assert unchanged == "training data unchanged since run r1 (version 3)"
