@@ -54,7 +54,9 @@ data: setup
 	$(BIN)/fraud-generate --customers $(CUSTOMERS) --transactions $(TRANSACTIONS) \
 	    --days $(DAYS) --out $(RAW_DIR)
 
-# fraud-promote exits 1 when the gates refuse (expected, recorded) and 2 on errors (fatal).
+# fraud-promote exits 0 when it promotes or finds no candidate (a model whose training was
+# skipped, e.g. too few fraudulent customers: printed and recorded), 1 when the gates refuse
+# (expected, recorded) and 2 on errors (fatal).
 REFUSED_IS_OK = { rc=$$?; test $$rc -eq 1 && echo "(promotion refused: gate table above; decision recorded)"; }
 
 # The main job: build → train → promote (gates printed) → score with the champion → monitor.
@@ -100,8 +102,16 @@ test-engines: setup
 bench: setup
 	$(BIN)/fraud-bench $(BENCH_ARGS)
 
+# mlflow ui runs its server (uvicorn or gunicorn) and workers as child processes, which outlive
+# a plain `mlflow` killed by make. Run it in a session (process group) of its own and end that
+# whole group when the recipe stops: Ctrl-C, `kill <make pid>` or the server exiting. The store
+# is the registry's (FRAUD_MLFLOW_DIR, default .mlflow).
+MLFLOW_UI_PORT ?= 5000
 mlflow-ui: setup
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db --host 127.0.0.1 --port 5000
+	setsid $(BIN)/mlflow ui --backend-store-uri "sqlite:///$${FRAUD_MLFLOW_DIR:-.mlflow}/mlflow.db" \
+	    --host 127.0.0.1 --port $(MLFLOW_UI_PORT) & \
+	ui=$$!; trap 'kill -TERM -- -$$ui 2>/dev/null || true; wait $$ui || true' INT TERM EXIT; \
+	wait $$ui
 
 clean:
 	rm -rf target logs warehouse .mlflow reports $(TEST_DIR) dbt_packages

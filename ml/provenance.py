@@ -3,6 +3,8 @@ entry points (training and scoring models) use to read relations and the invocat
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from datetime import UTC, datetime
 from typing import Any
@@ -85,3 +87,20 @@ def current_dbt_invocation_id(configured: str | None = None) -> str:
         return str(get_invocation_id())
     except ImportError:
         return configured or "unknown"
+
+
+# Named points of the dbt Python models where the crash-matrix test
+# (tests/python/end_to_end/test_crash_matrix.py) kills the build: FRAUD_CRASH_AT=<point>.
+CRASH_POINTS = ("training", "scoring", "audit")
+
+
+def crash_point(point: str) -> None:
+    """Test hook: SIGKILL this process (the dbt build) when the environment variable
+    ``FRAUD_CRASH_AT`` names ``point``; a no-op otherwise. ``training``: a model version is
+    registered, its training-run row not yet written; ``scoring``: the batch is scored,
+    gold.fraud_scores not yet replaced; ``audit``: gold.fraud_scores is replaced,
+    audit.model_predictions not yet appended."""
+    if point not in CRASH_POINTS:
+        raise ValueError(f"unknown crash point {point!r}; known: {', '.join(CRASH_POINTS)}")
+    if from_env("crash_at") == point:
+        os.kill(os.getpid(), signal.SIGKILL)

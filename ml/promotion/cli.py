@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Promote a registered model version to champion behind quality gates, or "
         "roll back to the previous champion. Every decision (not dry runs) is appended to "
         "audit.model_promotions in the dbt target's warehouse.",
-        epilog="exit codes: 0 promoted / rolled back (or would be, with --dry-run); "
+        epilog="exit codes: 0 promoted / rolled back (or would be, with --dry-run), or no "
+        "candidate: --candidate latest of a model the project trains finds no registered "
+        "version (its training was skipped, e.g. too few fraudulent customers; recorded); "
         "1 refused: a gate failed, nothing changed; 2 error: bad arguments, model / version / "
         "alias missing, nothing to roll back to, registry or warehouse unreachable.",
     )

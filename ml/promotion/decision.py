@@ -12,6 +12,7 @@ from typing import Any
 from ml import registry
 from ml import warehouse as wh_mod
 from ml.promotion.outcome import (
+    NO_CANDIDATE,
     Outcome,
     PromotionError,
     audit_table,
@@ -128,8 +129,53 @@ def _record(ctx: Context, outcome: Outcome, warehouse: wh_mod.Warehouse, relatio
         ) from exc
 
 
+def _last_skip_reason(warehouse: wh_mod.Warehouse, name: str) -> str | None:
+    """The newest skip_reason of the model's ``ml_models.<short>_training_runs`` table, or
+    None when there is no such table or row (the reason is a courtesy, never required)."""
+    table = name.rsplit(".", 1)[-1].removeprefix("fraud_detection_") + "_training_runs"
+    try:
+        rows = warehouse.query(
+            f"select skip_reason from {warehouse.relation('ml_models', table)} "
+            "where status = 'skipped' and run_id is null order by trained_at desc limit 1"
+        )
+    except Exception:
+        return None
+    return None if rows.empty else str(rows.iloc[0, 0])
+
+
+def _no_candidate(ctx: Context) -> Outcome:
+    """The decision when ``latest`` finds no registered version of a model the project trains
+    (its training was skipped): nothing changes in the registry, exit 0, one audit row."""
+    outcome = Outcome(
+        decision=NO_CANDIDATE,
+        model_name=ctx.model_name,
+        candidate_version=None,
+        previous_champion_version=None,
+        new_champion_version=None,
+        gates=[],
+        **_decided_by(ctx, ctx.config),
+        metrics={},
+        notes="candidate: latest; no registered version (training skipped)",
+    )
+    if ctx.dry_run:
+        return outcome
+    warehouse, relation = _open_audit(ctx)
+    with warehouse:
+        reason = _last_skip_reason(warehouse, ctx.model_name)
+        if reason:
+            outcome.notes += f": {reason}"
+        _record(ctx, outcome, warehouse, relation)
+    return outcome
+
+
 def promote(ctx: Context, spec: str) -> Outcome:
     client, name, config = ctx.client, ctx.model_name, ctx.config
+    if (
+        spec == "latest"
+        and name in registry.MODEL_SHORT_NAMES.values()
+        and registry.latest_version(name, client) is None
+    ):
+        return _no_candidate(ctx)
     version = registry.resolve_version_spec(client, name, spec)
     champion_version = registry.registered_aliases(client, name).get(registry.CHAMPION_ALIAS)
     candidate = version_info(client, name, version, config.required_artifacts)

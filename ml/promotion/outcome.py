@@ -22,6 +22,10 @@ EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_ERROR = 2
 
+# The decision when the model has no registered version to evaluate (its training was skipped,
+# e.g. too few fraudulent customers): exit 0, recorded, scoring uses what exists.
+NO_CANDIDATE = "no_candidate"
+
 # audit.model_promotions: the columns promotion writes, in the order and with the generic types
 # of the dbt contract (models/audit/_audit__models.yml; a test holds the two equal).
 AUDIT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -57,9 +61,9 @@ class PromotionError(Exception):
 
 @dataclass
 class Outcome:
-    decision: str  # promoted | refused | rolled_back
+    decision: str  # promoted | refused | rolled_back | no_candidate
     model_name: str
-    candidate_version: int
+    candidate_version: int | None
     previous_champion_version: int | None
     new_champion_version: int | None
     gates: list[Gate]
@@ -161,6 +165,8 @@ def _decision_line(outcome: Outcome) -> str:
             text = f"promoted: {name} v{version} is champion" + (
                 f"; v{before} is previous" if before is not None else " (first champion)"
             )
+    elif outcome.decision == NO_CANDIDATE:
+        text = f"no candidate: {name} has no registered version; nothing to promote"
     elif outcome.decision == "rolled_back":
         text = (
             f"rolled_back: {name} v{version} is champion again; "
@@ -178,7 +184,8 @@ def _decision_line(outcome: Outcome) -> str:
 def render_text(outcome: Outcome) -> str:
     lines = [
         f"model:       {outcome.model_name}",
-        f"candidate:   v{outcome.candidate_version}",
+        "candidate:   "
+        + (f"v{version}" if (version := outcome.candidate_version) is not None else "none"),
         "champion:    "
         + (
             f"v{outcome.previous_champion_version}"

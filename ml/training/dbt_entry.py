@@ -9,10 +9,12 @@ import pandas as pd
 
 from ml.training.customer_models.isolation_forest import train_isolation_forest
 from ml.training.customer_models.params import (
+    STATUS_TRAINED,
     IsolationForestParams,
     RandomForestParams,
     RetrainPolicy,
     TrainingContext,
+    as_of_date_var,
 )
 from ml.training.customer_models.random_forest import train_random_forest
 from ml.training.customer_models.steps import last_trained_run
@@ -34,7 +36,7 @@ def train_in_dbt(
     ``dbt.config`` values stay literal in the model files, where dbt looks for them), build
     the run context, parameters and retrain policy from the settings, compare with the last
     training recorded in the model's own table (``dbt.this``) and train or skip."""
-    from ml.provenance import current_dbt_invocation_id, to_pandas
+    from ml.provenance import crash_point, current_dbt_invocation_id, to_pandas
 
     params_class, train = _TRAINERS[model_type]
     context = TrainingContext(
@@ -43,9 +45,10 @@ def train_in_dbt(
         input_relations=input_relations,
         tracking_uri=settings.get("mlflow_tracking_uri"),
         registry_uri=settings.get("mlflow_registry_uri"),
+        as_of_date=as_of_date_var(settings.get("as_of_date")),
     )
     previous = last_trained_run(session, dbt.this) if dbt.is_incremental else None
-    return train(
+    row = train(
         to_pandas(features_relation),
         to_pandas(labels_relation),
         params_class.from_mapping(settings),
@@ -53,6 +56,9 @@ def train_in_dbt(
         previous,
         RetrainPolicy.from_mapping(settings),
     )
+    if row["status"].eq(STATUS_TRAINED).any():
+        crash_point("training")
+    return row
 
 
 _TRAINERS: dict[str, tuple[Any, Any]] = {

@@ -7,7 +7,7 @@ def model(dbt, session):
     settings = dbt.config.meta_get("ml_settings", {})  # dbt renders the YAML mapping natively
     configured_invocation_id = dbt.config.meta_get("dbt_invocation_id")
     target_name = dbt.config.meta_get("dbt_target", "unknown")
-    from ml.provenance import current_dbt_invocation_id, to_pandas
+    from ml.provenance import crash_point, current_dbt_invocation_id, to_pandas
     from ml.scoring.batch import run_scoring
     from ml.scoring.selection import ScoringSettings
 
@@ -16,8 +16,10 @@ def model(dbt, session):
     dbt.ref("random_forest_training_runs")
 
     features = to_pandas(dbt.ref("transaction_features"))
-    return run_scoring(
+    scores = run_scoring(
         features,
         ScoringSettings.from_mapping(settings, target_name),
         scoring_batch_id=current_dbt_invocation_id(configured_invocation_id),
     )
+    crash_point("scoring")
+    return scores

@@ -39,6 +39,9 @@
     registry template, a warehouse folder (optionally starting from a copy of ``warehouse``)
     and a ``profiles.yml`` with ``DUCKDB_PROFILE``; MLflow/dbt env vars of the caller removed.
 
+``lost_transaction_rows(project)``
+    Raw transaction rows neither rejected, nor kept in silver, nor superseded (must be 0).
+
 ``dbt_executable()``, ``DUCKDB_PROFILE``
     The dbt CLI of this interpreter's environment; the minimal dbt profile the CLI tests use.
 
@@ -169,16 +172,11 @@ class DbtProject:
         )
         return env
 
-    def run(
-        self,
-        *args: str,
-        vars: Mapping[str, Any] | None = None,
-        target: str | None = None,
-        check: bool = True,
-    ) -> subprocess.CompletedProcess[str]:
-        """``dbt <args> --target <target> --profiles-dir <repo> --vars <self.vars + vars>``.
-
-        With ``check`` a non-zero exit fails the test with the end of dbt's output."""
+    def command(
+        self, *args: str, vars: Mapping[str, Any] | None = None, target: str | None = None
+    ) -> list[str]:
+        """The dbt command line ``run`` executes (for tests that start dbt themselves; run it
+        with ``env()`` and ``cwd=PROJECT_ROOT``). Creates the warehouse folder."""
         self.warehouse_dir.mkdir(parents=True, exist_ok=True)
         merged = {**self.vars, **(vars or {})}
         command = [
@@ -193,6 +191,19 @@ class DbtProject:
         ]
         if merged:
             command += ["--vars", json.dumps(merged)]
+        return command
+
+    def run(
+        self,
+        *args: str,
+        vars: Mapping[str, Any] | None = None,
+        target: str | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        """``dbt <args> --target <target> --profiles-dir <repo> --vars <self.vars + vars>``.
+
+        With ``check`` a non-zero exit fails the test with the end of dbt's output."""
+        command = self.command(*args, vars=vars, target=target)
         result = subprocess.run(
             command,
             cwd=PROJECT_ROOT,
@@ -221,6 +232,31 @@ class DbtProject:
 
         registry.configure(self.tracking_uri, self.tracking_uri)
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+
+def lost_transaction_rows(project: Any) -> int:
+    """Raw rows of bronze.transactions_raw that are neither rejected, nor the kept version in
+    silver.transactions_cleaned, nor superseded by a later delivery (0: nothing silently
+    dropped). ``project``: anything with ``query(sql)`` on the warehouse."""
+    return int(
+        project.query(
+            """
+            select count(*) as n
+            from bronze.transactions_raw as raw_rows
+            left join silver.transactions_rejected as rejected
+                using (source_file_name, source_row_number, loaded_at)
+            left join silver.transactions_cleaned as kept
+                on raw_rows.transaction_id = kept.transaction_id
+            where rejected.rejection_id is null
+                and (
+                    kept.transaction_id is null
+                    or kept.loaded_at < raw_rows.loaded_at
+                    or (kept.loaded_at = raw_rows.loaded_at
+                        and kept.source_file_name < raw_rows.source_file_name)
+                )
+            """
+        ).n[0]
+    )
 
 
 def _has_raw_data(folder: Path) -> bool:

@@ -5,8 +5,10 @@ models/ml/_ml__models.yml; README "Settings").
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import date
 from typing import Any
 
 from ml import registry
@@ -53,6 +55,7 @@ TRAINING_RUN_SCHEMA: dict[str, str] = {
     "mlflow_tracking_uri": "string",
     "n_transactions": "Int64",
     "training_config_fingerprint": "string",
+    "as_of_date": "datetime64[us]",
 }
 
 
@@ -131,19 +134,23 @@ class RandomForestParams:
         return _from_mapping(cls, values, "rf_")
 
 
-RETRAIN_MODES = ("auto", "always")
+RETRAIN_MODES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
 class RetrainPolicy:
     """When a build retrains a model (dbt vars ``retrain_<name>``).
 
-    ``mode='always'`` trains at every build. ``'auto'`` (default) trains when there is no
-    earlier training, when the model's parameters or feature list changed, when the last
-    training is older than ``max_age_days``, or when the training data moved by at least
-    ``min_data_change`` (relative change in transactions or customers behind the features);
-    otherwise the build records a ``skipped`` row with the reason and scoring keeps using the
-    registered model. Identical data never retrains (the fit would be identical too)."""
+    ``mode='always'`` trains at every build; ``'never'`` freezes the registered models (every
+    build records a ``skipped`` row saying so; scoring keeps using the registered versions).
+    ``'auto'`` (default) trains when there is no earlier training, when the model's parameters
+    or feature list changed, when the last training is older than ``max_age_days``, or when
+    the training data moved by at least ``min_data_change`` (relative change in transactions
+    or customers behind the features); otherwise the build records a ``skipped`` row with the
+    reason and scoring keeps using the registered model. Identical data never retrains (the
+    fit would be identical too). Age is measured on the data's clock: the build's var
+    ``as_of_date`` minus the ``as_of_date`` recorded with the last training, never the wall
+    clock, so replaying history does not retrain because time passed."""
 
     mode: str = "auto"
     min_data_change: float = 0.05
@@ -151,13 +158,33 @@ class RetrainPolicy:
 
     def __post_init__(self) -> None:
         if self.mode not in RETRAIN_MODES:
-            raise ValueError(f"retrain_mode must be one of {RETRAIN_MODES}, got {self.mode!r}")
+            raise ValueError(
+                f"dbt var retrain_mode must be one of {', '.join(RETRAIN_MODES)}; got {self.mode!r}"
+            )
         if self.min_data_change < 0 or self.max_age_days < 0:
             raise ValueError("retrain_min_data_change and retrain_max_age_days must be >= 0")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RetrainPolicy:
         return _from_mapping(cls, values, "retrain_")
+
+
+def as_of_date_var(value: Any) -> date | None:
+    """The dbt var ``as_of_date`` (ISO ``YYYY-MM-DD``) as a date; None when unset. A value
+    that is not an ISO calendar date raises ValueError naming the var."""
+    if value is None or isinstance(value, date):
+        return value
+    text = str(value).strip()
+    if text.lower() in {"", "none", "null"}:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"dbt var as_of_date must be an ISO date YYYY-MM-DD; got {text!r}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -171,3 +198,5 @@ class TrainingContext:
     registry_uri: str | None = None
     experiment_name: str = registry.EXPERIMENT_NAME
     git_commit: str = field(default_factory=head_commit)
+    # The build's var as_of_date (the data's clock): the retrain policy measures age with it.
+    as_of_date: date | None = None

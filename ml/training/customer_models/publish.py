@@ -184,6 +184,7 @@ def run_identity(
         "training_config_fingerprint": training_config_fingerprint(params),
         "git_commit": context.git_commit,
         "mlflow_tracking_uri": registry.resolve_settings(context.tracking_uri).tracking_uri,
+        "as_of_date": context.as_of_date,
     }
 
 
@@ -200,7 +201,7 @@ def retrain_skip_row(
         config_fingerprint=identity["training_config_fingerprint"],
         n_transactions=identity["n_transactions"],
         n_customers=identity["n_customers"],
-        now=now,
+        as_of=identity.get("as_of_date"),
         policy=policy or RetrainPolicy(),
     )
     if reason is None:

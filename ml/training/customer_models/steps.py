@@ -10,7 +10,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,13 @@ def _relative_change(now: float, before: Any) -> float:
     return abs(now - before) / before if before else (0.0 if now == before else math.inf)
 
 
+def _days_between(earlier: Any, later: date | None) -> float | None:
+    """Days from ``earlier`` (a recorded as_of_date) to ``later``; None when either is unknown."""
+    if later is None or earlier is None or pd.isna(earlier):
+        return None
+    return float((pd.Timestamp(later) - pd.Timestamp(earlier)).days)
+
+
 def retraining_decision(
     previous: Mapping[str, Any] | None,
     *,
@@ -81,18 +88,29 @@ def retraining_decision(
     config_fingerprint: str,
     n_transactions: int,
     n_customers: int,
-    now: datetime,
+    as_of: date | None,
     policy: RetrainPolicy,
 ) -> str | None:
     """The retrain rule of :class:`RetrainPolicy`: None = train; otherwise the skip reason.
-    ``previous`` is the last ``trained`` row of the model's ``*_training_runs`` table."""
-    if policy.mode == "always" or previous is None:
+    ``previous`` is the last ``trained`` row of the model's ``*_training_runs`` table and
+    ``as_of`` the build's var ``as_of_date``: the model's age is ``as_of`` minus the
+    ``as_of_date`` of ``previous`` (unknown on either side: too old, retrain)."""
+    if policy.mode == "always":
+        return None
+    if policy.mode == "never":
+        frozen = (
+            f"the registered model of run {previous.get('run_id')} (version "
+            f"{previous.get('model_version')}) stays in use"
+            if previous is not None
+            else "no earlier training: nothing is registered for scoring to use"
+        )
+        return f"retrain_mode never: models are frozen; {frozen}"
+    if previous is None:
         return None
     if previous.get("training_config_fingerprint") != config_fingerprint:
         return None
-    trained_at = pd.Timestamp(previous["trained_at"]).to_pydatetime().replace(tzinfo=None)
-    age_days = (now.replace(tzinfo=None) - trained_at).total_seconds() / 86_400
-    if age_days > policy.max_age_days:
+    age_days = _days_between(previous.get("as_of_date"), as_of)
+    if age_days is None or age_days > policy.max_age_days:
         return None
     since = f"since run {previous.get('run_id')} (version {previous.get('model_version')})"
     if previous.get("training_data_fingerprint") == data_fingerprint:
@@ -104,8 +122,9 @@ def retraining_decision(
     if change >= policy.min_data_change:
         return None
     return (
-        f"training data changed by {change:.2%} {since}, {age_days:.2f} day(s) ago: below "
-        f"retrain_min_data_change {policy.min_data_change:.0%} and within retrain_max_age_days "
+        f"training data changed by {change:.2%} {since}, {age_days:g} day(s) of data before "
+        f"as_of_date {as_of}: below retrain_min_data_change "
+        f"{policy.min_data_change:.0%} and within retrain_max_age_days "
         f"{policy.max_age_days:g} (--vars '{{retrain_mode: always}}' retrains)"
     )
 

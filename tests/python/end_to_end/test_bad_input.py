@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SMALL_FIXTURE_DIR, DbtProject
+from conftest import SMALL_FIXTURE_DIR, DbtProject, lost_transaction_rows
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
@@ -172,29 +172,6 @@ def _snapshot(state: Run) -> dict[str, list[tuple]]:
     }
 
 
-def _lost_rows(state: Run) -> int:
-    """Raw rows that are neither rejected, nor the kept version, nor superseded by a later one."""
-    return int(
-        state.query(
-            """
-            select count(*) as n
-            from bronze.transactions_raw as raw_rows
-            left join silver.transactions_rejected as rejected
-                using (source_file_name, source_row_number, loaded_at)
-            left join silver.transactions_cleaned as kept
-                on raw_rows.transaction_id = kept.transaction_id
-            where rejected.rejection_id is null
-                and (
-                    kept.transaction_id is null
-                    or kept.loaded_at < raw_rows.loaded_at
-                    or (kept.loaded_at = raw_rows.loaded_at
-                        and kept.source_file_name < raw_rows.source_file_name)
-                )
-            """
-        ).n[0]
-    )
-
-
 rows_strategy = st.lists(st.sampled_from(sorted(BAD_ROWS)), min_size=1, max_size=8)
 file_strategy = st.one_of(st.none(), st.sampled_from(BAD_FILES))
 
@@ -285,7 +262,7 @@ def test_bad_rows_and_files_never_wedge_or_drop(
         [name],
     )
     got = dict(zip(rejected.transaction_id, rejected.rejection_reasons, strict=True))
-    lost = _lost_rows(state)
+    lost = lost_transaction_rows(state)
     cleaned = set(
         state.query("select transaction_id from silver.transactions_cleaned").transaction_id
     )

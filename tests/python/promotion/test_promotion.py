@@ -372,6 +372,37 @@ def test_rollback_without_previous_is_an_error(
     assert len(env.audit()) == 1
 
 
+def test_no_registered_version_is_a_recorded_no_candidate_decision(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model whose training was skipped (too few fraudulent customers) has no version: that
+    is a decision (exit 0, printed, one audit row with the skip reason), not an error."""
+    reason = "only 38 fraudulent customer(s) in gold.customer_fraud_labels"
+    with duckdb.connect(str(env.warehouse_file)) as con:
+        con.execute('create schema if not exists "fraud"."ml_models"')
+        con.execute(
+            'create table "fraud"."ml_models"."random_forest_training_runs" as select '
+            "cast(null as varchar) as run_id, 'skipped' as status, ? as skip_reason, "
+            "timestamp '2026-11-01 10:00:00' as trained_at",
+            [reason],
+        )
+    assert promote() == 0
+    out = capsys.readouterr().out
+    assert "DECISION: no candidate: " + RF + " has no registered version" in out
+    assert "candidate:   none" in out
+    assert promote("--model", "isolation_forest", "--json") == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["decision"] == "no_candidate" and payload["exit_code"] == 0
+    audit = env.audit()
+    assert list(audit["decision"]) == ["no_candidate", "no_candidate"]
+    assert audit["candidate_version"].isna().all() and audit["new_champion_version"].isna().all()
+    assert reason in audit["notes"].iloc[0]
+    assert promote("--dry-run") == 0 and len(env.audit()) == 2
+    # Only `latest` of a model the project trains: a typo or an explicit version stays an error.
+    assert promote("--model", "no_such_model") == 2
+    assert promote("--version", "1") == 2
+
+
 # -- errors ---------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 
 import mlflow
@@ -66,6 +66,7 @@ def _previous_run(**overrides: object) -> dict[str, object]:
         "run_id": "r1",
         "model_version": 3,
         "trained_at": pd.Timestamp("2026-11-20 10:00:00"),
+        "as_of_date": pd.Timestamp("2026-11-20"),
         "training_data_fingerprint": "data-a",
         "training_config_fingerprint": "config-a",
         "n_transactions": 1_000_000,
@@ -81,7 +82,7 @@ def _decide(previous: dict[str, object] | None, **overrides: object) -> str | No
         "config_fingerprint": "config-a",
         "n_transactions": 1_010_000,
         "n_customers": 40_000,
-        "now": datetime(2026, 11, 21, 10, 0, 0),
+        "as_of": date(2026, 11, 21),
         "policy": training_params.RetrainPolicy(),
     }
     values.update(overrides)
@@ -91,7 +92,10 @@ def _decide(previous: dict[str, object] | None, **overrides: object) -> str | No
 def test_retrain_policy_keeps_the_model_for_a_small_change() -> None:
     reason = _decide(_previous_run())
     assert reason is not None
-    assert "changed by 1.00% since run r1 (version 3), 1.00 day(s) ago" in reason
+    assert (
+        "changed by 1.00% since run r1 (version 3), 1 day(s) of data before as_of_date 2026-11-21"
+        in reason
+    )
     assert "retrain_min_data_change 5%" in reason and "retrain_mode: always" in reason
     unchanged = _decide(_previous_run(), data_fingerprint="data-a")
     assert unchanged == "training data unchanged since run r1 (version 3)"
@@ -107,7 +111,9 @@ def test_retrain_policy_keeps_the_model_for_a_small_change() -> None:
         (_previous_run(), {"config_fingerprint": "config-b"}),  # parameters changed
         (_previous_run(training_config_fingerprint=None), {}),  # row from before the column
         (_previous_run(n_transactions=None), {}),  # no count to compare with
-        (_previous_run(), {"now": datetime(2026, 11, 27, 10, 0, 1)}),  # > 7 days old
+        (_previous_run(), {"as_of": date(2026, 11, 28)}),  # data 8 days newer
+        (_previous_run(as_of_date=None), {}),  # row from before the as_of_date column
+        (_previous_run(), {"as_of": None}),  # the build's data clock unknown
         (_previous_run(), {"policy": training_params.RetrainPolicy(mode="always")}),
         (
             _previous_run(),
@@ -122,6 +128,33 @@ def test_retrain_policy_retrains(
     assert _decide(previous, **overrides) is None
 
 
+def test_retrain_age_is_the_data_clock_not_the_wall_clock() -> None:
+    """Replaying history (as_of_date before the last training's) or a wall clock far ahead
+    changes nothing: only the distance between the two as_of_date values counts."""
+    assert _decide(_previous_run(), as_of=date(2018, 8, 1)) is not None
+    assert _decide(_previous_run(trained_at=pd.Timestamp("2020-01-01")), as_of=date(2026, 11, 27))
+    assert _decide(_previous_run(), as_of=date(2026, 11, 27)) is not None  # 7 days: kept
+    assert _decide(_previous_run(), as_of=date(2026, 11, 28)) is None  # 8 days: retrained
+
+
+@pytest.mark.parametrize("previous", [_previous_run(), None])
+def test_retrain_mode_never_freezes_the_models(previous: dict[str, object] | None) -> None:
+    never = training_params.RetrainPolicy(mode="never")
+    reason = _decide(previous, config_fingerprint="config-b", as_of=date(2027, 6, 1), policy=never)
+    assert reason is not None and reason.startswith("retrain_mode never: models are frozen")
+    if previous is not None:
+        assert "run r1 (version 3) stays in use" in reason
+
+
+def test_as_of_date_var_is_an_iso_date() -> None:
+    assert training_params.as_of_date_var("2018-08-01") == date(2018, 8, 1)
+    assert training_params.as_of_date_var(date(2018, 8, 1)) == date(2018, 8, 1)
+    assert training_params.as_of_date_var(None) is None
+    for bad in ("20180801", "2018-02-30", "2018-08-01') or ('1'='1", "yesterday"):
+        with pytest.raises(ValueError, match="dbt var as_of_date must be an ISO date"):
+            training_params.as_of_date_var(bad)
+
+
 def test_retrain_policy_from_dbt_vars_and_bad_values() -> None:
     policy = training_params.RetrainPolicy.from_mapping(
         {"retrain_mode": "always", "retrain_min_data_change": "0.1", "retrain_max_age_days": None}
@@ -129,7 +162,10 @@ def test_retrain_policy_from_dbt_vars_and_bad_values() -> None:
     assert policy == training_params.RetrainPolicy(
         mode="always", min_data_change=0.1, max_age_days=7.0
     )
-    with pytest.raises(ValueError, match="retrain_mode must be one of"):
+    assert training_params.RetrainPolicy.from_mapping({"retrain_mode": "never"}).mode == "never"
+    with pytest.raises(
+        ValueError, match="dbt var retrain_mode must be one of auto, always, never; got 'sometimes'"
+    ):
         training_params.RetrainPolicy.from_mapping({"retrain_mode": "sometimes"})
     with pytest.raises(ValueError, match=">= 0"):
         training_params.RetrainPolicy(min_data_change=-1)
