@@ -133,7 +133,10 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineBuild]:
     build.frames["run_results:main"] = pd.DataFrame(
         list(project.run_results().items()), columns=["unique_id", "status"]
     )
-    sql_run = ("run", "--exclude", engines.PYTHON_MODELS_SELECTOR)
+    # the seeds and the SQL models, no tests (they ran in the main build): the seeds are the
+    # reference data silver joins, so each schema prefix needs its own copy
+    sql_run = ("build", "--exclude", engines.PYTHON_MODELS_SELECTOR,
+               "resource_type:test", "resource_type:unit_test")  # fmt: skip
     timed("incremental batch 1", *sql_run,
           vars={"schema_prefix": SPARK_INCREMENTAL_PREFIX}, raw="raw_inc")  # fmt: skip
     shutil.copy(second / "transactions" / "batch_0001.parquet", incremental / "transactions")
