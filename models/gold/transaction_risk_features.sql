@@ -1,7 +1,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='merge',
+        incremental_strategy=incremental_merge_strategy(),
         unique_key='transaction_id',
         on_schema_change='fail',
     )
