@@ -93,6 +93,7 @@ def train_transaction_classifier_in_dbt(
         input_relations=input_relations,
         tracking_uri=settings.get("mlflow_tracking_uri"),
         registry_uri=settings.get("mlflow_registry_uri"),
+        as_of_date=as_of_date_var(settings.get("as_of_date")),
     )
     previous = last_trained_run(session, dbt.this) if dbt.is_incremental else None
     truth = to_pandas(truth_relation)[["transaction_id", "is_fraud"]]

@@ -81,6 +81,7 @@ TRAINING_RUN_SCHEMA: dict[str, str] = {
     "training_config_fingerprint": "string",
     "git_commit": "string",
     "mlflow_tracking_uri": "string",
+    "as_of_date": "datetime64[us]",
 }
 
 
@@ -325,6 +326,7 @@ def train_transaction_classifier(
         "training_config_fingerprint": config_fingerprint(params, k),
         "git_commit": context.git_commit,
         "mlflow_tracking_uri": registry.resolve_settings(context.tracking_uri).tracking_uri,
+        "as_of_date": context.as_of_date,
     }
     try:
         prepared = prepare(features, labels, truth, params)

@@ -4,12 +4,15 @@ saved model's skops types, and one training against a throw-away MLflow registry
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from ml import transaction_model as tm
 from ml.training.transaction_model import train as tc
+from ml.training.customer_models.params import TrainingContext
 from ml.training.transaction_model.evaluation import card_precision_at_k
 from ml.training.transaction_model.params import TransactionClassifierParams, card_precision_k
 from ml.training.transaction_model.split import SplitError, known_labels, time_split
@@ -256,8 +259,11 @@ def test_training_registers_a_loadable_pipeline_with_its_artifacts(fresh_mlflow_
 
     features, labels, truth = synthetic()
     params = TransactionClassifierParams(**SMALL)
-    row = tc.train_transaction_classifier(features, labels, truth, params, k=5)
+    # the data's clock: the retrain policy measures the model's age on as_of_date
+    context = TrainingContext(as_of_date=date(2026, 11, 1))
+    row = tc.train_transaction_classifier(features, labels, truth, params, k=5, context=context)
     assert row.loc[0, "status"] == "trained", row.loc[0, "skip_reason"]
+    assert row.loc[0, "as_of_date"] == pd.Timestamp("2026-11-01")
     assert row.loc[0, "model_name"] == "main.ml_models.fraud_detection_transaction_classifier"
     assert list(row.columns) == list(tc.TRAINING_RUN_SCHEMA)
     registry.configure()
@@ -282,7 +288,7 @@ def test_training_registers_a_loadable_pipeline_with_its_artifacts(fresh_mlflow_
     assert set(skops.io.get_untrusted_types(file=path)) <= set(FAMILY_TRUSTED_TYPES["lightgbm"])
     # identical data and settings: the retrain policy keeps the registered version
     again = tc.train_transaction_classifier(
-        features, labels, truth, params, k=5, previous=row.iloc[0].to_dict()
+        features, labels, truth, params, k=5, context=context, previous=row.iloc[0].to_dict()
     )
     assert again.loc[0, "status"] == "skipped"
     assert "unchanged" in again.loc[0, "skip_reason"]
