@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from ml import transaction_model as tm
-from ml.training.transaction_model import train as tc
 from ml.training.customer_models.params import TrainingContext
+from ml.training.transaction_model import train as tc
 from ml.training.transaction_model.evaluation import card_precision_at_k
 from ml.training.transaction_model.params import TransactionClassifierParams, card_precision_k
 from ml.training.transaction_model.split import SplitError, known_labels, time_split
