@@ -284,7 +284,7 @@ def default_customers(transactions: int) -> int:
 def increment_fraud_rate(increment: int, customers: int) -> float:
     """Fraud rate for the 1 % batch: the project's 1 %, capped by the generator's budget
     (fraudulent customers x 37 rows must stay within half of the batch)."""
-    from simulator.generate import MAX_FRAUD_ROWS_PER_CUSTOMER
+    from simulator.config import MAX_FRAUD_ROWS_PER_CUSTOMER
 
     allowed = increment // 2 // MAX_FRAUD_ROWS_PER_CUSTOMER
     return min(0.01, allowed / customers) if customers else 0.0
@@ -375,7 +375,7 @@ def _check_out_dir(out: Path, is_default: bool) -> None:
 def preflight(config: BenchConfig, is_default_out: bool) -> list[str]:
     """Validate sizes, output folder, free disk and memory; returns notes. Raises
     BenchInputError with a message for the user."""
-    from simulator.generate import ConfigError, GeneratorConfig
+    from simulator.config import ConfigError, GeneratorConfig
 
     notes: list[str] = []
     if config.transactions <= 0:

@@ -33,8 +33,8 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:  # simulator.generate imports this module for its write hook
-    from simulator.generate import GeneratedData
+if TYPE_CHECKING:  # simulator.output imports this module for its write hook
+    from simulator.batch import GeneratedData
 
 REPORT_TYPES: tuple[str, ...] = ("issuer_alert", "customer_claim", "chargeback")
 REPORTS_SCHEMA = pa.schema(
@@ -127,7 +127,7 @@ def fraud_reports(cols: BatchColumns, seed: int, batch_index: int, end_us: int) 
 
 
 def for_batch(data: GeneratedData) -> pa.Table:
-    """The reports of one generated batch (the ``simulator.generate`` write hook)."""
+    """The reports of one generated batch (the ``simulator.output`` write hook)."""
     cols = data.transactions
     is_clean = np.ones(cols.n_rows, dtype=bool)
     is_clean[[r["row_number"] for r in data.batch["dirty_rows"]["rows"]]] = False

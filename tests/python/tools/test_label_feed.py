@@ -10,9 +10,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from simulator import generate as datagen
+from simulator import batch as datagen
 from simulator import label_feed
-from simulator.generate import FIXTURE_ARGS, GeneratorConfig
+from simulator.config import FIXTURE_ARGS, GeneratorConfig
 
 REPORTS = label_feed.REPORT_TYPES
 FIXTURE = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "small"

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import PROJECT_ROOT
 
-from simulator import generate
-from simulator.generate import (
+from simulator import batch, config
+from simulator.config import (
     CATEGORIES,
     CURRENCIES,
     DEFECTS,
@@ -26,8 +26,8 @@ from simulator.generate import (
     TRANSACTION_TYPES,
     GeneratorConfig,
     dirty_split,
-    main,
 )
+from simulator.generate import main
 
 REPO = PROJECT_ROOT
 FIXTURE_DIR = REPO / "tests" / "fixtures" / "small"
@@ -128,7 +128,7 @@ def test_committed_fixture_matches_regenerated(tmp_path: Path) -> None:
 
 
 def test_api_table_equals_written_file(dataset: Path) -> None:
-    data = generate.generate(GeneratorConfig(**MODERATE))
+    data = batch.generate(GeneratorConfig(**MODERATE))
     written = pq.read_table(dataset / "transactions" / "batch_0000.parquet")
     assert data.transactions_table().equals(written)
     assert data.customers.equals(pq.read_table(dataset / "customers" / "customers.parquet"))
@@ -141,10 +141,10 @@ def test_schemas_and_formats(dataset: Path, loaded: dict) -> None:
     def schema(name: str) -> pa.Schema:
         return pq.read_schema(next((dataset / name).glob("*.parquet")))
 
-    assert schema("customers").equals(generate.CUSTOMERS_SCHEMA)
-    assert schema("merchants").equals(generate.MERCHANTS_SCHEMA)
-    assert schema("transactions").equals(generate.TRANSACTIONS_SCHEMA)
-    assert [f.type for f in generate.TRANSACTIONS_SCHEMA] == [
+    assert schema("customers").equals(config.CUSTOMERS_SCHEMA)
+    assert schema("merchants").equals(config.MERCHANTS_SCHEMA)
+    assert schema("transactions").equals(config.TRANSACTIONS_SCHEMA)
+    assert [f.type for f in config.TRANSACTIONS_SCHEMA] == [
         pa.string(), pa.string(), pa.string(), pa.timestamp("us"), pa.float64(), pa.string(),
         pa.string(), pa.string(), pa.string(), pa.string(), pa.bool_(),
     ]  # fmt: skip
