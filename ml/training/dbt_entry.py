@@ -36,17 +36,10 @@ def train_in_dbt(
     ``dbt.config`` values stay literal in the model files, where dbt looks for them), build
     the run context, parameters and retrain policy from the settings, compare with the last
     training recorded in the model's own table (``dbt.this``) and train or skip."""
-    from ml.provenance import crash_point, current_dbt_invocation_id, to_pandas
+    from ml.provenance import crash_point, to_pandas
 
     params_class, train = _TRAINERS[model_type]
-    context = TrainingContext(
-        dbt_invocation_id=current_dbt_invocation_id(invocation_id),
-        dbt_target=target_name,
-        input_relations=input_relations,
-        tracking_uri=settings.get("mlflow_tracking_uri"),
-        registry_uri=settings.get("mlflow_registry_uri"),
-        as_of_date=as_of_date_var(settings.get("as_of_date")),
-    )
+    context = _context(settings, invocation_id, target_name, input_relations)
     previous = last_trained_run(session, dbt.this) if dbt.is_incremental else None
     row = train(
         to_pandas(features_relation),
@@ -59,6 +52,26 @@ def train_in_dbt(
     if row["status"].eq(STATUS_TRAINED).any():
         crash_point("training")
     return row
+
+
+def _context(
+    settings: Mapping[str, Any],
+    invocation_id: str | None,
+    target_name: str,
+    input_relations: tuple[str, ...],
+) -> TrainingContext:
+    """The run context every training model records: dbt invocation and target, the input
+    relations, the MLflow URIs and the data's clock (var ``as_of_date``)."""
+    from ml.provenance import current_dbt_invocation_id
+
+    return TrainingContext(
+        dbt_invocation_id=current_dbt_invocation_id(invocation_id),
+        dbt_target=target_name,
+        input_relations=input_relations,
+        tracking_uri=settings.get("mlflow_tracking_uri"),
+        registry_uri=settings.get("mlflow_registry_uri"),
+        as_of_date=as_of_date_var(settings.get("as_of_date")),
+    )
 
 
 _TRAINERS: dict[str, tuple[Any, Any]] = {
@@ -80,21 +93,14 @@ def train_transaction_classifier_in_dbt(
 ) -> pd.DataFrame:
     """What ``models/ml/transaction_classifier_training_runs.py`` does: the same context and
     retrain policy as the customer models, the transaction classifier's own settings."""
-    from ml.provenance import current_dbt_invocation_id, to_pandas
+    from ml.provenance import to_pandas
     from ml.training.transaction_model.params import (
         TransactionClassifierParams,
         card_precision_k,
     )
     from ml.training.transaction_model.train import train_transaction_classifier
 
-    context = TrainingContext(
-        dbt_invocation_id=current_dbt_invocation_id(invocation_id),
-        dbt_target=target_name,
-        input_relations=input_relations,
-        tracking_uri=settings.get("mlflow_tracking_uri"),
-        registry_uri=settings.get("mlflow_registry_uri"),
-        as_of_date=as_of_date_var(settings.get("as_of_date")),
-    )
+    context = _context(settings, invocation_id, target_name, input_relations)
     previous = last_trained_run(session, dbt.this) if dbt.is_incremental else None
     truth = to_pandas(truth_relation)[["transaction_id", "is_fraud"]]
     return train_transaction_classifier(
