@@ -72,7 +72,7 @@ run: data
 	$(BIN)/dbt build --selector score --vars '{raw_data_path: $(RAW_DIR)}'
 	@echo "== 4/5 model metrics; transaction classifier vs customer random forest on the same test transactions"
 	$(BIN)/fraud-metrics
-	$(BIN)/fraud-metrics side-by-side
+	$(BIN)/fraud-metrics side-by-side || { rc=$$?; test $$rc -eq 3 && echo "(side-by-side: no transaction classifier registered at this data size, see above)"; }
 	@echo "== 5/5 monitoring (exit 1 = a threshold breached, 3 = no predictions: reported, not fatal here)"
 	$(BIN)/fraud-monitor || { rc=$$?; test $$rc -ne 2 && echo "(monitoring alert: exit $$rc, see the report above)"; }
 

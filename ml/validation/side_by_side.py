@@ -11,6 +11,11 @@ precision, recall, F1, AUC-ROC, average precision, card precision@k per day.
 
     fraud-metrics side-by-side                    # text table
     fraud-metrics side-by-side --format markdown  # for the README
+
+A model with no registered version (its training was skipped, e.g. too few fraudulent
+customers at a small data size) is named under the table instead of a row. Exit codes: 0 the
+table, 1 an error (registry, warehouse), 3 nothing to compare (the transaction classifier,
+whose test window the table uses, has no registered version).
 """
 
 from __future__ import annotations
@@ -95,24 +100,39 @@ def _cell(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _selected(client: Any, name: str, alias: str) -> tuple[int, dict[str, str]]:
+class NothingToCompare(Exception):
+    """The transaction classifier has no registered version: there is no test window."""
+
+
+def not_registered_note(name: str) -> str:
+    """The line printed under the table for a model without a registered version."""
+    return (
+        f"{name}: no registered version (its training was skipped or never ran; the "
+        "model's ml_models.*_training_runs row says why): left out of the table"
+    )
+
+
+def _selected(client: Any, name: str, alias: str) -> tuple[int, dict[str, str]] | None:
     selection = registry.ModelSelection(model_names=(name,), alias=alias)
     chosen = registry.select_version(selection, client, fallback_name=name)
     if chosen is None:
-        raise registry.RegistryError(f"{name} has no registered version: train first")
+        return None
     params = dict(client.get_run(chosen.run_id).data.params) if chosen.run_id else {}
     return chosen.version, params
 
 
 def load_and_compare(
     warehouse: Any, client: Any, alias: str = registry.CHAMPION_ALIAS, k: int | None = None
-) -> tuple[pd.DataFrame, int]:
-    """The side-by-side table on the selected versions (``alias``, else the latest)."""
-    from ml.features import feature_matrix as customer_feature_matrix
-    from ml.scores import score_function
-
-    tc_version, tc_params = _selected(client, tm.MODEL_NAME, alias)
-    rf_version, rf_params = _selected(client, registry.RANDOM_FOREST_MODEL, alias)
+) -> tuple[pd.DataFrame, int, list[str]]:
+    """The side-by-side table on the selected versions (``alias``, else the latest), k, and
+    the names of the models left out for want of a registered version."""
+    tc = _selected(client, tm.MODEL_NAME, alias)
+    if tc is None:
+        raise NothingToCompare(
+            f"{tm.MODEL_NAME} has no registered version (its training was skipped or never "
+            "ran): no test window to compare on"
+        )
+    tc_version, tc_params = tc
     k = k or int(tc_params.get("card_precision_k", 100))
     features = warehouse.relation("gold", "transaction_risk_features")
     cleaned = warehouse.relation("silver", "transactions_cleaned")
@@ -124,31 +144,38 @@ def load_and_compare(
         [pd.Timestamp(tc_params["split_cutoff"]), pd.Timestamp(tc_params["split_end"])],
     )
     tc_pipeline = registry.load_sklearn_model(tm.MODEL_NAME, tc_version)
-    tc_scores = tm.fraud_probability(tc_pipeline, tm.feature_matrix(test))
+    scores = {
+        "transaction_classifier": (
+            tc_version,
+            tm.fraud_probability(tc_pipeline, tm.feature_matrix(test)),
+            float(tc_params[tm.THRESHOLD_KEY]),
+        )
+    }
+    missing: list[str] = []
+    rf = _selected(client, registry.RANDOM_FOREST_MODEL, alias)
+    if rf is None:
+        missing.append(registry.RANDOM_FOREST_MODEL)
+    else:
+        scores["random_forest (customer score)"] = _customer_model_scores(warehouse, test, *rf)
+    return compare(test, scores, k), k, missing
+
+
+def _customer_model_scores(
+    warehouse: Any, test: pd.DataFrame, version: int, params: Mapping[str, str]
+) -> tuple[int, np.ndarray, float]:
+    """The random forest's customer score given to each test transaction."""
+    from ml.features import feature_matrix as customer_feature_matrix
+    from ml.scores import score_function
+
     customer_features = warehouse.relation("gold", "transaction_features")
     customers = warehouse.query(f"select * from {customer_features}")
-    rf_pipeline = registry.load_sklearn_model(registry.RANDOM_FOREST_MODEL, rf_version)
+    pipeline = registry.load_sklearn_model(registry.RANDOM_FOREST_MODEL, version)
     per_customer = pd.Series(
-        score_function(rf_pipeline)(customer_feature_matrix(customers)),
+        score_function(pipeline)(customer_feature_matrix(customers)),
         index=customers["customer_id"].astype(str),
     )
-    table = compare(
-        test,
-        {
-            "transaction_classifier": (
-                tc_version,
-                tc_scores,
-                float(tc_params[tm.THRESHOLD_KEY]),
-            ),
-            "random_forest (customer score)": (
-                rf_version,
-                customer_scores_per_transaction(test, per_customer),
-                float(rf_params.get("decision_threshold", 0.5)),
-            ),
-        },
-        k,
-    )
-    return table, k
+    threshold = float(params.get("decision_threshold", 0.5))
+    return version, customer_scores_per_transaction(test, per_customer), threshold
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,9 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry.configure()
     try:
         with wh_mod.connected(args.target, read_only=True) as warehouse:
-            table, k = load_and_compare(warehouse, MlflowClient(), args.alias, args.k)
+            table, k, missing = load_and_compare(warehouse, MlflowClient(), args.alias, args.k)
+    except NothingToCompare as exc:
+        print(f"side-by-side: nothing to compare: {exc}", file=sys.stderr)
+        return 3
     except (registry.RegistryError, KeyError) as exc:
         print(f"side-by-side: {exc}", file=sys.stderr)
         return 1
     print(render(table, k, args.format))
+    for name in missing:
+        print(not_registered_note(name))
     return 0

@@ -34,3 +34,25 @@ def test_both_models_are_measured_on_the_same_rows() -> None:
     assert tx["card_precision_at_k"] == 1.0 and cust["card_precision_at_k"] == 1.0
     assert (table["n_test"] == 4).all() and (table["n_fraud_test"] == 2).all()
     assert "card precision@1" in render(table, 1, "markdown")
+
+
+def test_an_empty_registry_is_nothing_to_compare_not_a_crash(fresh_mlflow_dir) -> None:
+    """At a data size where every supervised training is skipped there is no test window:
+    the command says so (exit 3, tolerated by ``make run``) instead of failing the job."""
+    from mlflow.tracking import MlflowClient
+
+    from ml import registry
+    from ml.validation.side_by_side import NothingToCompare, load_and_compare
+
+    registry.configure()
+    with pytest.raises(NothingToCompare, match="no test window"):
+        load_and_compare(warehouse=None, client=MlflowClient())
+
+
+def test_a_model_without_version_is_named_under_the_table() -> None:
+    from ml import registry
+    from ml.validation.side_by_side import not_registered_note
+
+    note = not_registered_note(registry.RANDOM_FOREST_MODEL)
+    assert note.startswith(f"{registry.RANDOM_FOREST_MODEL}: no registered version")
+    assert "left out of the table" in note
