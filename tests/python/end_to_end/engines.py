@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import PROJECT_ROOT, DbtProject
+from warehouse_io import sql_type
 
 
 def landing_tables(fixture: Path) -> list[str]:
@@ -165,22 +166,6 @@ def split_transactions(fixture: Path, out_first: Path, out_second: Path, cut: st
     pq.write_table(second, out_second / "transactions" / "batch_0001.parquet")
 
 
-def snowflake_type(arrow_type: pa.DataType) -> str:
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "varchar"
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_integer(arrow_type):
-        return "bigint"
-    if pa.types.is_floating(arrow_type):
-        return "float"
-    if pa.types.is_date(arrow_type):
-        return "date"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamp_tz" if arrow_type.tz else "timestamp_ntz"
-    raise AssertionError(f"no Snowflake type for Parquet type {arrow_type}")
-
-
 def load_raw_snowflake(cursor: Any, fixture: Path, schema: str = "RAW") -> dict[str, int]:
     """Plays the ingestion tool (COPY INTO with METADATA$FILENAME): each table's Parquet files
     into <schema>.<table> with the lineage columns bronze reads on a warehouse."""
@@ -192,7 +177,7 @@ def load_raw_snowflake(cursor: Any, fixture: Path, schema: str = "RAW") -> dict[
         tables = [(path.name, pq.read_table(path)) for path in files]
         arrow_schema = pa.unify_schemas([data.schema for _, data in tables])
         names = [column.name for column in arrow_schema]
-        columns = ", ".join(f"{c.name} {snowflake_type(c.type)}" for c in arrow_schema)
+        columns = ", ".join(f"{c.name} {sql_type(c.type, 'snowflake')}" for c in arrow_schema)
         target = f"{FAKESNOW_DATABASE}.{schema}.{table}"
         cursor.execute(
             f"create or replace table {target} ({columns},"
@@ -381,16 +366,6 @@ def format_table(results: list[Comparison], reference: str = "duckdb") -> str:
     ]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def say(request: Any, text: str) -> None:
-    """Print past pytest's capture (the equality table belongs in `make test` output)."""
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if capture is None:
-        print(text, flush=True)
-        return
-    with capture.global_and_fixture_disabled():
-        print(text, flush=True)
 
 
 def read_parquet_folder(folder: Path) -> pd.DataFrame:

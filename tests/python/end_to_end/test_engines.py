@@ -51,6 +51,7 @@ import pandas as pd
 import pytest
 from conftest import SMALL_FIXTURE_DIR, DbtProject
 from engines import Comparison, EngineProject
+from warehouse_io import say
 
 pytestmark = [pytest.mark.engines, pytest.mark.e2e]
 
@@ -219,7 +220,7 @@ def test_every_sql_model_builds(engine: str, request: pytest.FixtureRequest) -> 
         f"{build.engine}: left out {sorted(left_out)}, not a Python model {sorted(NOT_ON_ENGINES)}"
     )
     assert any(k.startswith("test.") for k in results), "no data test ran"
-    engines.say(request, f"\n{build.engine} timings: " + ", ".join(
+    say(request, f"\n{build.engine} timings: " + ", ".join(
         f"{label} {seconds:.0f} s" for label, seconds in build.seconds.items()))  # fmt: skip
 
 
@@ -253,7 +254,7 @@ def test_same_answers_as_duckdb(
                     reference_frame(reference, model["schema"], model["name"]),
                 )
             )
-    engines.say(
+    say(
         request,
         "\nSQL models on other engines vs DuckDB (fixture tests/fixtures/small; floats to "
         f"{engines.FLOAT_SIGNIFICANT_DIGITS} significant digits; columns aside by design: "
@@ -294,7 +295,7 @@ def test_spark_two_batches_incrementally_equal_one_full_build(
         incremental = spark.frames[f"{SPARK_INCREMENTAL_PREFIX}{model['schema']}.{model['name']}"]
         full = spark.frames[f"{SPARK_FULL_PREFIX}{model['schema']}.{model['name']}"]
         results.append(engines.compare("spark incremental", model["name"], incremental, full))
-    engines.say(request, "\n" + engines.format_table(results, reference="spark full"))
+    say(request, "\n" + engines.format_table(results, reference="spark full"))
     raw = spark.frames[f"{SPARK_INCREMENTAL_PREFIX}bronze.transactions_raw"]
     assert raw["loaded_at"].nunique() == 2, "the second run was not incremental"
     assert raw["source_file_name"].nunique() == 2

@@ -45,6 +45,7 @@ import yaml
 from conftest import PROJECT_ROOT, dbt_executable
 from psycopg2 import sql
 from psycopg2.extras import execute_values
+from warehouse_io import say, sql_type
 
 ROOT = PROJECT_ROOT
 GOVERNANCE = ROOT / "tests" / "governance"
@@ -95,16 +96,6 @@ MASK_CASES: list[tuple[str | None, str | None]] = [
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def say(request: pytest.FixtureRequest, text: str) -> None:
-    """Print past pytest's capture (the matrix and timings belong in `make test` output)."""
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if capture is None:
-        print(text, flush=True)
-        return
-    with capture.global_and_fixture_disabled():
-        print(text, flush=True)
 
 
 def run_dbt(
@@ -309,24 +300,6 @@ def fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def postgres_type(arrow_type: pa.DataType) -> str:
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "text"
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_integer(arrow_type):
-        return "bigint"
-    if pa.types.is_floating(arrow_type):
-        return "double precision"
-    if pa.types.is_decimal(arrow_type):
-        return f"numeric({arrow_type.precision}, {arrow_type.scale})"
-    if pa.types.is_date(arrow_type):
-        return "date"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamptz" if arrow_type.tz else "timestamp"
-    raise AssertionError(f"no PostgreSQL type for Parquet type {arrow_type}")
-
-
 def load_raw(conn: Any, fixture: Path) -> dict[str, int]:
     """Each table's Parquet files into raw.<table> with the lineage columns the bronze models
     read on a warehouse (_source_file_name, _source_file_row_number: file name and 0-based row,
@@ -342,7 +315,7 @@ def load_raw(conn: Any, fixture: Path) -> dict[str, int]:
             names = [column.name for column in schema]
             columns = [
                 sql.SQL("{} {}").format(
-                    sql.Identifier(column.name), sql.SQL(postgres_type(column.type))
+                    sql.Identifier(column.name), sql.SQL(sql_type(column.type, "postgres"))
                 )
                 for column in schema
             ]
