@@ -68,17 +68,11 @@ with_duplicates as (
 
     select
         *,
-        failed_checks
-        || case
-            when
-                failed_checks = ''
-                and row_number() over (
-                    partition by transaction_id, (failed_checks = '')
-                    order by reported_at, source_file_name, source_row_number
-                ) > 1
-                then ', duplicate_report'
-            else ''
-        end as all_failed_checks
+        {{ with_duplicate_reason(
+            'duplicate_report',
+            partition_by=['transaction_id'],
+            order_by=['reported_at', 'source_file_name', 'source_row_number'],
+        ) }} as all_failed_checks
     from checked
 
 ),
@@ -92,7 +86,7 @@ final as (
         source_file_name,
         source_row_number,
         loaded_at,
-        nullif(substr(all_failed_checks, 3), '') as rejection_reasons
+        {{ rejection_reasons('all_failed_checks') }} as rejection_reasons
     from with_duplicates
 
 )
