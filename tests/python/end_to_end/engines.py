@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +108,8 @@ def ensure_java() -> str | None:
 
 @dataclass
 class EngineProject(DbtProject):
-    """A conftest ``DbtProject`` with extra environment (engine folders, ports, raw schema)."""
-
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), **self.extra_env}
+    """A conftest ``DbtProject`` (its ``extra_env``: engine folders, ports, raw schema) that
+    reads its own manifest and run results."""
 
     def run_results(self) -> dict[str, str]:
         """unique_id -> status of the last dbt command."""
