@@ -110,7 +110,10 @@ labels as (
 
 customer_history as (
 
-    -- windows over the customer's transactions, [t - N, t] and the peers at exactly t
+    -- windows over the customer's transactions, [t - N, t] and the peers at exactly t.
+    -- The sums' explicit decimal cast (a no-op on every warehouse) keeps them exact on the
+    -- fakesnow emulator too, which otherwise sums any uncast argument as double (its
+    -- numeric_agg_implicit_cast); real Snowflake sums number(18, 2) exactly.
     select
         *,
         {%- for name, number, unit in customer_windows %}
@@ -118,13 +121,14 @@ customer_history as (
             partition by customer_id order by transaction_at
             range between {{ interval_literal(number, unit) }} preceding and current row
         ) as customer_count_to_{{ name }},
-        sum(amount) over (
+        sum(cast(amount as decimal(18, 2))) over (
             partition by customer_id order by transaction_at
             range between {{ interval_literal(number, unit) }} preceding and current row
         ) as customer_sum_to_{{ name }},
         {%- endfor %}
         count(*) over (partition by customer_id, transaction_at) as customer_peer_count,
-        sum(amount) over (partition by customer_id, transaction_at) as customer_peer_sum,
+        sum(cast(amount as decimal(18, 2))) over (partition by customer_id, transaction_at)
+            as customer_peer_sum,
         lag(transaction_at) over (
             partition by customer_id order by transaction_at, transaction_id
         ) as previous_row_at,

@@ -5,7 +5,7 @@
     arrives before its transaction is loaded (unknown_transaction_id today) becomes valid on
     the run that loads the transaction. Checks, in order:
       missing_transaction_id / missing_reported_at / missing_report_type
-      unknown_report_type     not chargeback, customer_claim or issuer_alert
+      unknown_report_type     not in seed report_types (seeds/report_types.csv)
       future_reported_at      after var as_of_date
       unknown_transaction_id  no valid transaction (silver.transactions_cleaned) has this id
       duplicate_report        otherwise valid, but an earlier valid report (by reported_at, then
@@ -27,14 +27,23 @@ transactions as (
 
 ),
 
-with_known_transaction as (
+report_types as (
+
+    select distinct report_type from {{ ref('report_types') }}
+
+),
+
+with_references as (
 
     select
         reports.*,
-        transactions.transaction_id is not null as has_known_transaction
+        transactions.transaction_id is not null as has_known_transaction,
+        report_types.report_type is not null as has_known_report_type
     from reports
     left join transactions
         on reports.transaction_id = transactions.transaction_id
+    left join report_types
+        on reports.report_type = report_types.report_type
 
 ),
 
@@ -46,7 +55,7 @@ checked as (
         || case when reported_at is null then ', missing_reported_at' else '' end
         || case when report_type is null then ', missing_report_type' else '' end
         || case
-            when report_type not in ('chargeback', 'customer_claim', 'issuer_alert')
+            when report_type is not null and not has_known_report_type
                 then ', unknown_report_type'
             else ''
         end
@@ -60,7 +69,7 @@ checked as (
                 then ', unknown_transaction_id'
             else ''
         end as failed_checks
-    from with_known_transaction
+    from with_references
 
 ),
 
@@ -68,17 +77,11 @@ with_duplicates as (
 
     select
         *,
-        failed_checks
-        || case
-            when
-                failed_checks = ''
-                and row_number() over (
-                    partition by transaction_id, (failed_checks = '')
-                    order by reported_at, source_file_name, source_row_number
-                ) > 1
-                then ', duplicate_report'
-            else ''
-        end as all_failed_checks
+        {{ with_duplicate_reason(
+            'duplicate_report',
+            partition_by=['transaction_id'],
+            order_by=['reported_at', 'source_file_name', 'source_row_number'],
+        ) }} as all_failed_checks
     from checked
 
 ),
@@ -92,7 +95,7 @@ final as (
         source_file_name,
         source_row_number,
         loaded_at,
-        nullif(substr(all_failed_checks, 3), '') as rejection_reasons
+        {{ rejection_reasons('all_failed_checks') }} as rejection_reasons
     from with_duplicates
 
 )

@@ -209,17 +209,11 @@ with_conflicts as (
 
     select
         *,
-        failed_checks
-        || case
-            when
-                failed_checks = ''
-                and row_number() over (
-                    partition by source_file_name, loaded_at, transaction_id, (failed_checks = '')
-                    order by source_row_number
-                ) > 1
-                then ', conflicting_duplicate'
-            else ''
-        end as all_failed_checks
+        {{ with_duplicate_reason(
+            'conflicting_duplicate',
+            partition_by=['source_file_name', 'loaded_at', 'transaction_id'],
+            order_by=['source_row_number'],
+        ) }} as all_failed_checks
     from checked
 
 ),
@@ -245,8 +239,7 @@ final as (
         source_row_number,
         source_file_hash,
         loaded_at,
-        -- drop the leading ', ' of the list; null when the row passed every check
-        nullif(substr(all_failed_checks, 3), '') as rejection_reasons
+        {{ rejection_reasons('all_failed_checks') }} as rejection_reasons
     from with_conflicts
 
 )

@@ -139,6 +139,10 @@ class DbtProject:
     root: Path
     vars: dict[str, Any] = field(default_factory=dict)
     target: str = "test"
+    # Environment on top of the caller's (engine ports, warehouse credentials, ...), and the
+    # prefixes of the caller's variables to leave out first (e.g. its own warehouse settings).
+    extra_env: dict[str, str] = field(default_factory=dict)
+    drop_env_prefixes: tuple[str, ...] = ()
 
     @property
     def warehouse_dir(self) -> Path:
@@ -161,6 +165,7 @@ class DbtProject:
             k: v
             for k, v in os.environ.items()
             if k not in {"MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DBT_TARGET"}
+            and not (self.drop_env_prefixes and k.startswith(self.drop_env_prefixes))
         }
         env.update(
             FRAUD_WAREHOUSE_DIR=str(self.warehouse_dir),
@@ -170,7 +175,17 @@ class DbtProject:
             DBT_SEND_ANONYMOUS_USAGE_STATS="false",
             MPLBACKEND="Agg",
         )
+        env.update(self.extra_env)
         return env
+
+    @property
+    def target_dir(self) -> Path:
+        """dbt's target folder of this project (manifest.json, run_results.json, compiled/)."""
+        return Path(self.env()["DBT_TARGET_PATH"])
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.env()["DBT_LOG_PATH"])
 
     def command(
         self, *args: str, vars: Mapping[str, Any] | None = None, target: str | None = None
@@ -199,19 +214,25 @@ class DbtProject:
         vars: Mapping[str, Any] | None = None,
         target: str | None = None,
         check: bool = True,
+        timeout: float = DBT_TIMEOUT_S,
     ) -> subprocess.CompletedProcess[str]:
         """``dbt <args> --target <target> --profiles-dir <repo> --vars <self.vars + vars>``.
 
-        With ``check`` a non-zero exit fails the test with the end of dbt's output."""
+        With ``check`` a non-zero exit fails the test with the end of dbt's output; a run
+        longer than ``timeout`` seconds fails it too (with the output so far)."""
         command = self.command(*args, vars=vars, target=target)
-        result = subprocess.run(
-            command,
-            cwd=PROJECT_ROOT,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=DBT_TIMEOUT_S,
-        )
+        try:
+            result = subprocess.run(
+                command,
+                cwd=PROJECT_ROOT,
+                env=self.env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as error:
+            output = error.stdout.decode() if isinstance(error.stdout, bytes) else error.stdout
+            pytest.fail(f"{' '.join(command)} did not finish in {timeout} s:\n{output or ''}")
         if check and result.returncode != 0:
             output = (result.stdout + result.stderr)[-12000:]
             pytest.fail(f"{' '.join(command)} exited {result.returncode}:\n{output}")

@@ -4,15 +4,16 @@ models/ml/_ml__models.yml; README "Settings").
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from ml import registry
 from ml.provenance import head_commit
+from ml.training import params_coercion
+from ml.training.params_coercion import is_unset
 
 LABEL_COLUMN = "is_fraudulent"
 EVALUATION_METRICS: tuple[str, ...] = (
@@ -64,34 +65,6 @@ TRAINING_RUN_SCHEMA: dict[str, str] = {
 # ---------------------------------------------------------------------------------------------
 
 
-def _coerce(value: Any, default: Any) -> Any:
-    """Cast a dbt var (often rendered as text) to the type of the default."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() in {"", "none", "null"}:
-            return default
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            return text
-    if isinstance(default, bool):
-        return bool(value)
-    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _from_mapping(cls: Any, values: Mapping[str, Any] | None, prefix: str = "") -> Any:
-    """Build a params dataclass from ``{prefix + field: value}``; None / missing = default."""
-    values = values or {}
-    kwargs = {}
-    for f in fields(cls):
-        key = prefix + f.name
-        if key in values and values[key] is not None:
-            kwargs[f.name] = _coerce(values[key], f.default)
-    return cls(**kwargs)
-
-
 @dataclass(frozen=True)
 class IsolationForestParams:
     """IsolationForest hyper-parameters (dbt vars ``if_<name>``)."""
@@ -105,7 +78,7 @@ class IsolationForestParams:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> IsolationForestParams:
-        return _from_mapping(cls, values, "if_")
+        return params_coercion.from_mapping(cls, values, "if_")
 
 
 @dataclass(frozen=True)
@@ -131,7 +104,7 @@ class RandomForestParams:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RandomForestParams:
-        return _from_mapping(cls, values, "rf_")
+        return params_coercion.from_mapping(cls, values, "rf_")
 
 
 RETRAIN_MODES = ("auto", "always", "never")
@@ -166,7 +139,7 @@ class RetrainPolicy:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RetrainPolicy:
-        return _from_mapping(cls, values, "retrain_")
+        return params_coercion.from_mapping(cls, values, "retrain_")
 
 
 def as_of_date_var(value: Any) -> date | None:
@@ -174,9 +147,9 @@ def as_of_date_var(value: Any) -> date | None:
     that is not an ISO calendar date raises ValueError naming the var."""
     if value is None or isinstance(value, date):
         return value
-    text = str(value).strip()
-    if text.lower() in {"", "none", "null"}:
+    if is_unset(value):
         return None
+    text = str(value).strip()
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             raise ValueError(text)

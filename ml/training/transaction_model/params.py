@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ml.training.customer_models.params import _from_mapping
+from ml.training import params_coercion
+from ml.training.params_coercion import is_unset
 
 FAMILIES: tuple[str, ...] = ("lightgbm", "hist_gradient_boosting", "random_forest")
 
@@ -69,7 +70,7 @@ class TransactionClassifierParams:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> TransactionClassifierParams:
-        return _from_mapping(cls, values, "tc_")
+        return params_coercion.from_mapping(cls, values, "tc_")
 
     @classmethod
     def setting_names(cls) -> tuple[str, ...]:
@@ -82,7 +83,7 @@ DEFAULT_CARD_PRECISION_K = 100
 def card_precision_k(values: Mapping[str, Any] | None) -> int:
     """var ``card_precision_k`` (cards reviewed per day), validated; default 100."""
     raw = (values or {}).get("card_precision_k")
-    if raw is None or (isinstance(raw, str) and raw.strip().lower() in {"", "none", "null"}):
+    if is_unset(raw):
         return DEFAULT_CARD_PRECISION_K
     try:
         k = int(str(raw).strip())

@@ -27,7 +27,7 @@ typed as (
 
     select
         cast(transaction_id as {{ dbt.type_string() }}) as transaction_id,
-        {{ dbt.safe_cast('reported_at', dbt.type_timestamp()) }} as reported_at,
+        {{ try_cast_or_null('reported_at', dbt.type_timestamp()) }} as reported_at,
         cast(report_type as {{ dbt.type_string() }}) as report_type,
         {{ source_lineage_columns() }},
         {{ load_timestamp() }} as loaded_at

@@ -27,6 +27,9 @@ What does not run, by name and why (also in the README, "Other engines"):
 - a second (merge) incremental run on fakesnow: the same temporary-table limit.
 - merge on Spark: local parquet cannot merge (needs Delta, jars not downloadable), so the merge
   models append there (macro incremental_merge_strategy); Databricks and Snowflake still merge.
+- null timestamps read back from fakesnow: its server sends them as 1970-01-01 (an Arrow
+  encoding bug of the emulator, engines.read_fakesnow_relation); the read-back restores them
+  from the emulator's own `is null`, so every column is still compared.
 - load_log's file size and content hash on Spark and fakesnow: a warehouse lands only the file
   name (the ingestion tool owns file identity); those columns are left out of the comparison.
 
@@ -51,6 +54,7 @@ import pandas as pd
 import pytest
 from conftest import SMALL_FIXTURE_DIR, DbtProject
 from engines import Comparison, EngineProject
+from warehouse_io import say
 
 pytestmark = [pytest.mark.engines, pytest.mark.e2e]
 
@@ -183,12 +187,8 @@ def snowflake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineBuild]
         with contextlib.closing(server.connect()) as conn:
             cursor = conn.cursor()
             for model in project.sql_models():
-                cursor.execute(
-                    f"select * from {engines.FAKESNOW_DATABASE}.{model['schema']}.{model['name']}"
-                )
-                columns = [d[0] for d in cursor.description]
-                build.frames[f"{model['schema']}.{model['name']}"] = pd.DataFrame(
-                    cursor.fetchall(), columns=columns
+                build.frames[f"{model['schema']}.{model['name']}"] = engines.read_fakesnow_relation(
+                    cursor, f"{engines.FAKESNOW_DATABASE}.{model['schema']}.{model['name']}"
                 )
         yield build
 
@@ -219,20 +219,8 @@ def test_every_sql_model_builds(engine: str, request: pytest.FixtureRequest) -> 
         f"{build.engine}: left out {sorted(left_out)}, not a Python model {sorted(NOT_ON_ENGINES)}"
     )
     assert any(k.startswith("test.") for k in results), "no data test ran"
-    engines.say(request, f"\n{build.engine} timings: " + ", ".join(
+    say(request, f"\n{build.engine} timings: " + ", ".join(
         f"{label} {seconds:.0f} s" for label, seconds in build.seconds.items()))  # fmt: skip
-
-
-# Known differences, open work (printed in the table as "no", not counted as failures): on the
-# fakesnow emulator a fraud report with no reported_at reads back as 1970-01-01 instead of null
-# (bronze.fraud_reports_raw still uses dbt.safe_cast, not try_cast_or_null), which carries into
-# the two report tables and the label-derived merchant features. Not checked on real Snowflake.
-KNOWN_DIFFERENCES = {
-    ("fakesnow", "bronze.fraud_reports_raw"),
-    ("fakesnow", "silver.fraud_reports_validated"),
-    ("fakesnow", "silver.fraud_reports_rejected"),
-    ("fakesnow", "gold.transaction_risk_features"),
-}
 
 
 def test_same_answers_as_duckdb(
@@ -253,7 +241,7 @@ def test_same_answers_as_duckdb(
                     reference_frame(reference, model["schema"], model["name"]),
                 )
             )
-    engines.say(
+    say(
         request,
         "\nSQL models on other engines vs DuckDB (fixture tests/fixtures/small; floats to "
         f"{engines.FLOAT_SIGNIFICANT_DIGITS} significant digits; columns aside by design: "
@@ -264,11 +252,7 @@ def test_same_answers_as_duckdb(
     )
     empty = [r.table for r in results if r.rows == 0 and r.table not in EMPTY_BY_DESIGN]
     assert not empty, f"empty on the fixture (an equality that proves nothing): {empty}"
-    different = [
-        f"{r.engine} {r.table}: {r.detail}"
-        for r in results
-        if not r.equal and (r.engine, r.table) not in KNOWN_DIFFERENCES
-    ]
+    different = [f"{r.engine} {r.table}: {r.detail}" for r in results if not r.equal]
     assert not different, "\n".join(different)
 
 
@@ -294,7 +278,7 @@ def test_spark_two_batches_incrementally_equal_one_full_build(
         incremental = spark.frames[f"{SPARK_INCREMENTAL_PREFIX}{model['schema']}.{model['name']}"]
         full = spark.frames[f"{SPARK_FULL_PREFIX}{model['schema']}.{model['name']}"]
         results.append(engines.compare("spark incremental", model["name"], incremental, full))
-    engines.say(request, "\n" + engines.format_table(results, reference="spark full"))
+    say(request, "\n" + engines.format_table(results, reference="spark full"))
     raw = spark.frames[f"{SPARK_INCREMENTAL_PREFIX}bronze.transactions_raw"]
     assert raw["loaded_at"].nunique() == 2, "the second run was not incremental"
     assert raw["source_file_name"].nunique() == 2

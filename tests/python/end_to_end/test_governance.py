@@ -42,9 +42,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, dbt_executable
+from conftest import PROJECT_ROOT, DbtProject
 from psycopg2 import sql
 from psycopg2.extras import execute_values
+from warehouse_io import say, sql_type
 
 ROOT = PROJECT_ROOT
 GOVERNANCE = ROOT / "tests" / "governance"
@@ -95,51 +96,6 @@ MASK_CASES: list[tuple[str | None, str | None]] = [
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def say(request: pytest.FixtureRequest, text: str) -> None:
-    """Print past pytest's capture (the matrix and timings belong in `make test` output)."""
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if capture is None:
-        print(text, flush=True)
-        return
-    with capture.global_and_fixture_disabled():
-        print(text, flush=True)
-
-
-def run_dbt(
-    args: list[str],
-    env: dict[str, str],
-    work: Path,
-    timeout: int = DBT_TIMEOUT,
-    target_path: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """dbt with its own target and log folders under `work` (never the project's target/);
-    `target_path` shares another run's (its partial parse) when the vars are the same."""
-    command = [
-        dbt_executable(),
-        *args,
-        "--project-dir",
-        str(ROOT),
-        "--profiles-dir",
-        str(ROOT),
-        "--target-path",
-        str(target_path or work / "target"),
-        "--log-path",
-        str(work / "logs"),
-    ]
-    try:
-        return subprocess.run(
-            command,
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        pytest.fail(f"dbt {' '.join(args)} did not finish in {timeout} s:\n{error.stdout}")
 
 
 def tail(result: subprocess.CompletedProcess[str], lines: int = 60) -> str:
@@ -195,20 +151,20 @@ class Postgres:
     passwords: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def env(self) -> dict[str, str]:
-        """Environment for dbt (profiles.yml target `postgres`) as the owner role."""
-        env = {key: value for key, value in os.environ.items() if not key.startswith("FRAUD_PG_")}
-        env.update(
-            FRAUD_PG_HOST=self.host,
-            FRAUD_PG_PORT=str(self.port),
-            FRAUD_PG_DATABASE="main",
-            FRAUD_PG_USER="fraud_owner",
-            FRAUD_PG_PASSWORD=self.passwords["fraud_owner"],
-            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        )
-        env.pop("DBT_TARGET", None)
-        return env
+    def dbt_project(self, work: Path, target_dir: Path | None = None) -> DbtProject:
+        """dbt on target `postgres` (profiles.yml) as the owner role, its target and log
+        folders under `work` (never the project's target/); `target_dir` shares another run's
+        (its partial parse) when the vars are the same. The caller's FRAUD_PG_* are left out."""
+        env = {
+            "FRAUD_PG_HOST": self.host,
+            "FRAUD_PG_PORT": str(self.port),
+            "FRAUD_PG_DATABASE": "main",
+            "FRAUD_PG_USER": "fraud_owner",
+            "FRAUD_PG_PASSWORD": self.passwords["fraud_owner"],
+        }
+        if target_dir is not None:
+            env["DBT_TARGET_PATH"] = str(target_dir)
+        return DbtProject(work, target="postgres", extra_env=env, drop_env_prefixes=("FRAUD_PG_",))
 
     def connect(self, user: str = "fraud_owner") -> Any:
         """A password login over TCP, as the suite's users do; autocommit."""
@@ -309,24 +265,6 @@ def fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def postgres_type(arrow_type: pa.DataType) -> str:
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "text"
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_integer(arrow_type):
-        return "bigint"
-    if pa.types.is_floating(arrow_type):
-        return "double precision"
-    if pa.types.is_decimal(arrow_type):
-        return f"numeric({arrow_type.precision}, {arrow_type.scale})"
-    if pa.types.is_date(arrow_type):
-        return "date"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamptz" if arrow_type.tz else "timestamp"
-    raise AssertionError(f"no PostgreSQL type for Parquet type {arrow_type}")
-
-
 def load_raw(conn: Any, fixture: Path) -> dict[str, int]:
     """Each table's Parquet files into raw.<table> with the lineage columns the bronze models
     read on a warehouse (_source_file_name, _source_file_row_number: file name and 0-based row,
@@ -342,7 +280,7 @@ def load_raw(conn: Any, fixture: Path) -> dict[str, int]:
             names = [column.name for column in schema]
             columns = [
                 sql.SQL("{} {}").format(
-                    sql.Identifier(column.name), sql.SQL(postgres_type(column.type))
+                    sql.Identifier(column.name), sql.SQL(sql_type(column.type, "postgres"))
                 )
                 for column in schema
             ]
@@ -370,7 +308,7 @@ def load_raw(conn: Any, fixture: Path) -> dict[str, int]:
 
 @dataclass
 class Build:
-    work: Path
+    project: DbtProject
     manifest: dict[str, Any]
     python_excluded: list[str]
     result: subprocess.CompletedProcess[str]
@@ -436,14 +374,14 @@ def pg_build(
 ) -> Build:
     """dbt build --target postgres as the owner role (the bad-input runs, in schemas of their
     own, go on meanwhile)."""
-    work = postgres.workdir / "dbt"
+    project = postgres.dbt_project(postgres.workdir / "dbt")
     started = time.monotonic()
     # Python models are disabled on adapters without Python (their config); should one still be
     # enabled here, it is left out of the build and reported.
-    built = run_dbt(["build", "--target", "postgres", "--exclude", "file:*.py"], postgres.env, work)
+    built = project.run("build", "--exclude", "file:*.py", check=False, timeout=DBT_TIMEOUT)
     postgres.timings["dbt build"] = time.monotonic() - started
     assert built.returncode == 0, f"dbt build --target postgres failed:\n{tail(built, 120)}"
-    manifest = json.loads((work / "target" / "manifest.json").read_text())
+    manifest = json.loads((project.target_dir / "manifest.json").read_text())
     python_models = sorted(
         node["name"]
         for node in manifest["nodes"].values()
@@ -455,7 +393,7 @@ def pg_build(
             "WARNING: Python models enabled on postgres, left out of the build (set enabled"
             f" false for adapters without Python models): {python_models}",
         )
-    return Build(work=work, manifest=manifest, python_excluded=python_models, result=built)
+    return Build(project=project, manifest=manifest, python_excluded=python_models, result=built)
 
 
 @dataclass
@@ -483,39 +421,21 @@ def duckdb_reference(
     background as the module begins so it overlaps the PostgreSQL setup. Python models and
     everything downstream of them are left out (PostgreSQL has none)."""
     work = tmp_path_factory.mktemp("duckdb_reference")
-    (work / "warehouse").mkdir()
-    env = {
-        **os.environ,
-        "FRAUD_WAREHOUSE_DIR": str(work / "warehouse"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    env.pop("DBT_TARGET", None)
-    command = [
-        dbt_executable(),
+    project = DbtProject(work, vars={"raw_data_path": str(fixture_dir)})
+    # the SQL models and the reference seeds they join (seeds/), no tests
+    command = project.command(
         "build",
-        "--target",
-        "test",
         "--select",
         "file:*.sql",
         "file:*.csv",
         "--exclude",
         "file:*.py+",
-        # the SQL models and the reference seeds they join (seeds/), no tests
         "--resource-type",
         "model",
         "--resource-type",
         "seed",
-        "--vars",
-        json.dumps({"raw_data_path": str(fixture_dir)}),
-        "--project-dir",
-        str(ROOT),
-        "--profiles-dir",
-        str(ROOT),
-        "--target-path",
-        str(work / "target"),
-        "--log-path",
-        str(work / "logs"),
-    ]
+    )
+    env = project.env()
     output = work / "output.txt"
     with output.open("wb") as sink:
         process = subprocess.Popen(
@@ -707,10 +627,10 @@ def test_data_scientist_sees_only_masked_emails(postgres: Postgres, pg_build: Bu
         assert value == mask_email_py(originals[customer_id]), customer_id
 
 
-def dbt_log_events(work: Path) -> list[dict[str, Any]]:
+def dbt_log_events(log_dir: Path) -> list[dict[str, Any]]:
     """(node, text) of every SQL statement and log() line of a run (--log-format-file json)."""
     events = []
-    for line in (work / "logs" / "dbt.log").read_text().splitlines():
+    for line in (log_dir / "dbt.log").read_text().splitlines():
         event = json.loads(line)
         data = event.get("data", {})
         text = data.get("sql") or data.get("msg")
@@ -732,23 +652,20 @@ def test_incremental_rerun_neither_revokes_nor_regrants(
         if node["resource_type"] == "model" and node["config"]["materialized"] == "incremental"
     )
     assert incremental
-    work = pg_build.work.parent / "dbt_rerun"
-    rerun = run_dbt(
-        [
-            "run",
-            "--target",
-            "postgres",
-            "--log-format-file",
-            "json",
-            "--select",
-            *(unique_id.split(".")[-1] for unique_id in incremental),
-        ],
-        postgres.env,
-        work,
-        target_path=pg_build.work / "target",
+    project = postgres.dbt_project(
+        pg_build.project.root.parent / "dbt_rerun", target_dir=pg_build.project.target_dir
+    )
+    rerun = project.run(
+        "run",
+        "--log-format-file",
+        "json",
+        "--select",
+        *(unique_id.split(".")[-1] for unique_id in incremental),
+        check=False,
+        timeout=DBT_TIMEOUT,
     )
     assert rerun.returncode == 0, tail(rerun)
-    events = dbt_log_events(work)
+    events = dbt_log_events(project.log_dir)
     for unique_id in incremental:
         texts = [event["text"] for event in events if event["node"] == unique_id]
         assert any("All grants are in place" in text for text in texts), (
@@ -913,18 +830,13 @@ def bad_input_runs(
     try:
         yield {
             name: executor.submit(
-                run_dbt,
-                [
-                    command,
-                    "--target",
-                    "postgres",
-                    "--select",
-                    BAD_INPUT_MODEL,
-                    "--vars",
-                    json.dumps(dbt_vars),
-                ],
-                postgres.env,
-                postgres.workdir / f"dbt_{name}",
+                postgres.dbt_project(postgres.workdir / f"dbt_{name}").run,
+                command,
+                "--select",
+                BAD_INPUT_MODEL,
+                vars=dbt_vars,
+                check=False,
+                timeout=DBT_TIMEOUT,
             )
             for name, (command, dbt_vars) in BAD_INPUT_RUNS.items()
         }

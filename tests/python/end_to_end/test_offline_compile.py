@@ -23,7 +23,6 @@ test reads that compiled analysis and the compiled models:
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, dbt_executable
+from conftest import PROJECT_ROOT, DbtProject
 
 ROOT = PROJECT_ROOT
 GRANTS_BEFORE = yaml.safe_load(
@@ -61,54 +60,30 @@ BAD_ROLE_RUNS = {
 }
 
 
-def offline_env() -> dict[str, str]:
-    """No credentials or hosts from the caller's shell: the profiles' placeholders apply."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABRICKS_", "SNOWFLAKE_", "DBT_TARGET"))
-    }
-    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-    return env
+def offline_project(target: str, dbt_vars: dict[str, Any], work: Path) -> DbtProject:
+    """dbt on ``target`` with no credentials or hosts from the caller's shell (the profiles'
+    placeholders apply), its own folders under ``work`` (DuckDB opens its file even to compile:
+    a warehouse of the run's own)."""
+    return DbtProject(
+        work,
+        vars={"offline_compile": True, **dbt_vars},
+        target=target,
+        drop_env_prefixes=("DATABRICKS_", "SNOWFLAKE_"),
+    )
 
 
 def compile_offline(
     target: str, dbt_vars: dict[str, Any], work: Path, select: list[str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = offline_env()
-    # DuckDB opens its file even to compile: a warehouse of the run's own
-    (work / "warehouse").mkdir(exist_ok=True)
-    env["FRAUD_WAREHOUSE_DIR"] = str(work / "warehouse")
-    command = [
-        dbt_executable(),
+) -> Compiled:
+    project = offline_project(target, dbt_vars, work)
+    result = project.run(
         "compile",
-        "--target",
-        target,
-        "--vars",
-        json.dumps({"offline_compile": True, **dbt_vars}),
         *OFFLINE_FLAGS,
         *(["--select", *select] if select else []),
-        "--project-dir",
-        str(ROOT),
-        "--profiles-dir",
-        str(ROOT),
-        "--target-path",
-        str(work / "target"),
-        "--log-path",
-        str(work / "logs"),
-    ]
-    try:
-        return subprocess.run(
-            command,
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=DBT_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"dbt compile --target {target} did not finish in {DBT_TIMEOUT} s (offline?)")
+        check=False,
+        timeout=DBT_TIMEOUT,
+    )
+    return Compiled(target=target, project=project, result=result)
 
 
 def tail(result: subprocess.CompletedProcess[str], lines: int = 60) -> str:
@@ -118,11 +93,11 @@ def tail(result: subprocess.CompletedProcess[str], lines: int = 60) -> str:
 @dataclass
 class Compiled:
     target: str
-    work: Path
+    project: DbtProject
     result: subprocess.CompletedProcess[str]
 
     def text(self, relative: str) -> str:
-        path = self.work / "target" / "compiled" / "fraud_detection" / relative
+        path = self.project.target_dir / "compiled" / "fraud_detection" / relative
         assert path.exists(), f"{self.target}: {relative} was not compiled\n{tail(self.result)}"
         return path.read_text()
 
@@ -143,7 +118,7 @@ class Compiled:
         ]
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.work / "target" / "manifest.json").read_text())
+        return json.loads((self.project.target_dir / "manifest.json").read_text())
 
     def access_matrix(self) -> list[tuple[str, str, str, str]]:
         """(relation, relation type, privilege, grantee) rows of analyses/access_matrix.sql."""
@@ -169,10 +144,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Compiled]:
             name: pool.submit(compile_offline, target, dbt_vars, works[name], select)
             for name, (target, dbt_vars, select) in runs.items()
         }
-        return {
-            name: Compiled(target=runs[name][0], work=works[name], result=future.result())
-            for name, future in futures.items()
-        }
+        return {name: future.result() for name, future in futures.items()}
 
 
 @pytest.mark.parametrize("target", ["databricks", "snowflake"])
@@ -347,5 +319,5 @@ def test_role_name_with_quote_fails_the_compile(compiled: dict[str, Compiled], n
     assert run.result.returncode != 0, f"{name}: a role name with a quote compiled"
     assert "Invalid role name" in output, tail(run.result)
     assert "drop " not in "".join(
-        path.read_text() for path in (run.work / "target").rglob("governance_dcl.sql")
+        path.read_text() for path in run.project.target_dir.rglob("governance_dcl.sql")
     )
