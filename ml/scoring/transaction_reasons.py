@@ -4,11 +4,14 @@ an investigator reads, from the per-row contributions of ``ml.transaction_model.
 
 The rule (one rule, two entry points that give identical text):
 
-1. The reasons are the features with a strictly positive contribution, the largest first, at
-   most ``N_REASONS`` (3). Ties keep ``FEATURE_COLUMNS`` order; a NaN contribution never counts.
+1. The candidates are the ``CANDIDATES`` (6) features with the largest strictly positive
+   contributions, the largest first. Ties keep ``FEATURE_COLUMNS`` order; a NaN contribution
+   never counts.
 2. Each is rendered by ``WORDING[feature]``: the first case whose condition holds on the row's
    feature values, its template filled with those values (``"amount 4,950.00 is 38 times this
-   customer's 30-day average of 130.00"``).
+   customer's 30-day average of 130.00"``). The reasons are the first ``N_REASONS`` (3)
+   distinct texts (a window's count, sum and average share the wording "no earlier
+   transaction of this customer in the last hour": said once).
 3. Fewer than 3 positive contributions: the remaining slots are filled, never null, with
    neutral context in this order: ``NEW_CUSTOMER_NOTE`` when the row ``is_new_customer`` (a
    transaction with no history: its window features are the documented defaults of
@@ -38,6 +41,9 @@ import pandas as pd
 from ml.transaction_model import CATEGORICAL_COLUMNS, FEATURE_COLUMNS
 
 N_REASONS = 3
+# Features considered per row: the reasons are the first N_REASONS distinct texts among the
+# CANDIDATES largest positive contributions.
+CANDIDATES = 6
 REASON_COLUMNS: tuple[str, ...] = tuple(f"reason_{k}" for k in range(1, N_REASONS + 1))
 
 NEW_CUSTOMER_NOTE = "new customer (no earlier transactions in the last 30 days)"
@@ -260,13 +266,10 @@ def _flag(true_text: str, false_text: str, column: str) -> tuple[Case, ...]:
 
 
 WORDING: dict[str, tuple[Case, ...]] = {
+    # the amount itself; its relation to the customer's usual amount is the wording of
+    # amount_to_customer_avg_7d / _30d
     "amount": (
-        Case(
-            "amount {amount:money} is {amount_to_customer_avg_30d:ratio} times this customer's "
-            "30-day average of {customer_amount_avg_30d:money}",
-            lambda v: v["customer_txn_count_30d"] > 0,
-        ),
-        Case("amount {amount:money} (no earlier transaction of this customer in 30 days)"),
+        Case("amount {amount:money} in {merchant_category:text} ({transaction_type:text})"),
     ),
     "transaction_hour": (Case("made at {transaction_hour:hour} UTC"),),
     "is_night": _flag(
@@ -377,11 +380,17 @@ def reasons_for_row(features: Mapping[str, Any], contributions: Mapping[str, flo
         for j, name in enumerate(FEATURE_COLUMNS)
         if float(contributions[name]) > 0.0  # NaN > 0 is False
     ]
-    top = [name for _, _, name in heapq.nlargest(N_REASONS, positive)]
-    reasons = [render(name, values) for name in top]
+    reasons: list[str] = []
+    for _, _, name in heapq.nlargest(CANDIDATES, positive):
+        text = render(name, values)
+        if text not in reasons:
+            reasons.append(text)
+            if len(reasons) == N_REASONS:
+                return reasons
+    had_positive = bool(positive)
     reasons += [note for column, note in _NOTES if values[column] > 0.5 and note not in reasons]
     if len(reasons) < N_REASONS:
-        reasons.append(NO_FURTHER_INDICATOR if top else NO_RISK_INDICATOR)
+        reasons.append(NO_FURTHER_INDICATOR if had_positive else NO_RISK_INDICATOR)
     reasons += [NO_FURTHER_INDICATOR] * (N_REASONS - len(reasons))
     return reasons[:N_REASONS]
 
@@ -496,52 +505,79 @@ def reason_columns(features: pd.DataFrame, contributions: pd.DataFrame) -> pd.Da
     missing = np.isnan(contrib)
     if missing.any():
         contrib[missing] = -np.inf
-    # the N_REASONS largest, by repeated argmax: its first maximum is the earliest feature, so
+    # the CANDIDATES largest, by repeated argmax: its first maximum is the earliest feature, so
     # ties keep FEATURE_COLUMNS order as in reasons_for_row
-    order = np.empty((n, N_REASONS), dtype=np.int64)
-    positive = np.empty((n, N_REASONS), dtype=bool)
+    order = np.empty((n, CANDIDATES), dtype=np.int64)
+    positive = np.empty((n, CANDIDATES), dtype=bool)
     rows_all = np.arange(n)
-    for k in range(N_REASONS):
+    for k in range(CANDIDATES):
         best = np.argmax(contrib, axis=1)
         order[:, k] = best
         positive[:, k] = contrib[rows_all, best] > 0.0
         contrib[rows_all, best] = -np.inf
-    columns = _Columns(features)
-    out = np.empty((n, N_REASONS), dtype=object)
     chosen = np.where(positive, order, -1)
-    # group the (row, slot) cells by feature: a feature is at most one reason of a row
-    flat = chosen.ravel()
-    by_feature = np.argsort(flat, kind="stable")
-    features_sorted = flat[by_feature]
-    starts = np.searchsorted(features_sorted, np.arange(len(FEATURE_COLUMNS) + 1))
-    for j, feature in enumerate(FEATURE_COLUMNS):
-        cells = by_feature[starts[j] : starts[j + 1]]
-        if cells.size:
-            rows, slots = np.divmod(cells, N_REASONS)
-            out[rows, slots] = _render_feature(feature, columns.subset(rows), rows.size)
-    _fill_neutral(out, positive, chosen, columns)
+    columns = _Columns(features)
+    out = _render_cells(chosen[:, :N_REASONS], columns)
+    # rows whose first reasons repeat a text: render their further candidates, keep the first
+    # N_REASONS distinct texts (rare: only shared wordings such as "no earlier transaction of
+    # this customer in the last hour" of a window's count, sum and average repeat)
+    repeats = _repeats(out)
+    if repeats.any():
+        rows = np.nonzero(repeats.any(axis=1))[0]
+        texts = np.concatenate(
+            [out[rows], _render_cells(chosen[rows, N_REASONS:], columns.subset(rows))], axis=1
+        )
+        keep = pd.notna(texts) & ~_repeats(texts)
+        first = np.argsort(~keep, axis=1, kind="stable")[:, :N_REASONS]
+        kept = np.take_along_axis(keep, first, axis=1)
+        out[rows] = np.where(kept, np.take_along_axis(texts, first, axis=1), None)
+    _fill_neutral(out, positive.any(axis=1), columns)
     return pd.DataFrame(out, columns=list(REASON_COLUMNS), index=features.index)
 
 
-def _fill_neutral(
-    out: np.ndarray, positive: np.ndarray, chosen: np.ndarray, columns: _Columns
-) -> None:
-    """Fill the slots after each row's positive reasons: the notes that apply (a note is the
-    wording of its own feature when true, so it is skipped when that feature is already a
-    reason), then ``NO_RISK_INDICATOR`` / ``NO_FURTHER_INDICATOR``, then
+def _repeats(texts: np.ndarray) -> np.ndarray:
+    """Cells (not null) whose text equals an earlier cell of the same row."""
+    out = np.zeros(texts.shape, dtype=bool)
+    present = pd.notna(texts)
+    for k in range(1, texts.shape[1]):
+        for j in range(k):
+            out[:, k] |= present[:, k] & (texts[:, k] == texts[:, j])
+    return out
+
+
+def _render_cells(chosen: np.ndarray, columns: _Columns) -> np.ndarray:
+    """The wording of feature ``chosen[i, k]`` (index in FEATURE_COLUMNS; -1 = none: null) on
+    row i of ``columns``, cells grouped by feature (a feature is at most once in a row)."""
+    n, slots = chosen.shape
+    out = np.full((n, slots), None, dtype=object)
+    flat = chosen.ravel()
+    by_feature = np.argsort(flat, kind="stable")
+    starts = np.searchsorted(flat[by_feature], np.arange(len(FEATURE_COLUMNS) + 1))
+    for j, feature in enumerate(FEATURE_COLUMNS):
+        cells = by_feature[starts[j] : starts[j + 1]]
+        if cells.size:
+            rows, cols = np.divmod(cells, slots)
+            out[rows, cols] = _render_feature(feature, columns.subset(rows), rows.size)
+    return out
+
+
+def _fill_neutral(out: np.ndarray, had_positive: np.ndarray, columns: _Columns) -> None:
+    """Fill the null slots after each row's reasons: the notes that apply and are not a
+    reason already (a note is the wording of its own feature when true), then
+    ``NO_RISK_INDICATOR`` (no positive contribution at all) / ``NO_FURTHER_INDICATOR``, then
     ``NO_FURTHER_INDICATOR``."""
-    n_positive = positive.sum(axis=1)
-    short = np.nonzero(n_positive < N_REASONS)[0]
+    filled = pd.notna(out).sum(axis=1)
+    short = np.nonzero(filled < N_REASONS)[0]
     if short.size == 0:
         return
     candidates: list[np.ndarray] = []
     for column, note in _NOTES:
         applies = columns.full(column)[short] > 0.5
-        already = (chosen[short] == FEATURE_INDEX[column]).any(axis=1)
+        already = (out[short] == note).any(axis=1)
         candidates.append(np.where(applies & ~already, note, None))
-    candidates.append(np.where(n_positive[short] > 0, NO_FURTHER_INDICATOR, NO_RISK_INDICATOR))
+    candidates.append(np.where(had_positive[short], NO_FURTHER_INDICATOR, NO_RISK_INDICATOR))
     candidates += [np.full(short.size, NO_FURTHER_INDICATOR, dtype=object)] * N_REASONS
-    slot = n_positive[short].copy()
+    slot = filled[short].copy()
     for candidate in candidates:
         rows = np.nonzero((slot < N_REASONS) & pd.notna(candidate))[0]
         out[short[rows], slot[rows]] = candidate[rows]

@@ -99,12 +99,35 @@ def test_every_feature_renders_on_real_rows(row: dict) -> None:
 def test_top_three_positive_in_words_with_the_rows_values() -> None:
     reasons = tr.reasons_for_row(
         REGULAR,
-        contributions(amount=1.9, is_new_device_30d=0.8, merchant_fraud_rate_7d=1.2, is_night=0.3),
+        contributions(
+            amount_to_customer_avg_30d=1.9,
+            is_new_device_30d=0.8,
+            merchant_fraud_rate_7d=1.2,
+            is_night=0.3,
+        ),
     )
     assert reasons == [
         "amount 4,950.00 is 38 times this customer's 30-day average of 130.00",
         "merchant's 7-day fraud rate 12% over 40 transactions",
         "first use of this device (not used by this customer in the last 30 days)",
+    ]
+
+
+def test_a_repeated_text_is_said_once_and_the_next_feature_follows() -> None:
+    # count, sum and average of the last hour share the no-history wording
+    reasons = tr.reasons_for_row(
+        REGULAR,
+        contributions(
+            customer_txn_count_1h=0.9,
+            customer_amount_sum_1h=0.8,
+            customer_amount_avg_1h=0.7,
+            amount=0.6,
+        ),
+    )
+    assert reasons == [
+        "no earlier transaction of this customer in the last hour",
+        "amount 4,950.00 in electronics (online)",
+        tr.NO_FURTHER_INDICATOR,
     ]
 
 
@@ -199,6 +222,8 @@ def _random_rows(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     values[rng.random(values.shape) < 0.5] = -1.0  # many rows with < 3 positive
     values[: n // 10] = -1.0  # and some with none
     values[n // 10 : n // 5, :4] = 0.25  # exact ties
+    window = [FEATURE_COLUMNS.index(f"customer_{c}_1h") for c in ("txn_count", "amount_sum")]
+    values[n // 5 : n // 3, window] = 3.0  # repeated texts on rows without last-hour history
     contrib = pd.DataFrame(values, columns=list(FEATURE_COLUMNS), index=features.index)
     return features, contrib
 
