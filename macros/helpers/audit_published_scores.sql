@@ -89,8 +89,14 @@
         {%- else -%}
             {#- A log from before transaction scoring lacks the entity columns: add them (the
                 audit model would append them too, after this hook). -#}
-            {%- set present = adapter.get_columns_in_relation(audit) | map(attribute='name')
-                | map('lower') | list -%}
+            {#- information_schema through run_query (adapter.get_columns_in_relation here opens a
+                transaction on the model's connection that hides the table the Python model
+                then writes: its rename fails) -#}
+            {%- set present = run_query(
+                "select lower(column_name) from information_schema.columns"
+                ~ " where lower(table_schema) = lower('" ~ audit.schema ~ "')"
+                ~ " and lower(table_name) = lower('" ~ audit.identifier ~ "')").columns[0].values()
+                | list -%}
             {%- set missing = [] -%}
             {%- for name in ['entity_type', 'entity_id', 'transaction_id'] if name not in present -%}
                 {%- do missing.append(api.Column.create(name, text)) -%}

@@ -24,6 +24,7 @@ from ml.monitoring.statistics import (
     REFERENCE_SCORE_COLUMN,
     MonitoringError,
     ks_statistic,
+    monitored_features,
     psi,
 )
 
@@ -165,7 +166,10 @@ def rate_check(calendar: pd.DataFrame, limits: Thresholds) -> Check:
 
 
 def feature_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, limits: Thresholds
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    limits: Thresholds,
+    features: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
     """PSI per feature present in both frames; status ok / breach / skipped.
 
@@ -174,7 +178,7 @@ def feature_drift(
     """
     rows = []
     too_few = len(current) < limits.min_rows
-    for feature in FEATURES:
+    for feature in features if features is not None else FEATURES:
         if feature not in reference.columns or feature not in current.columns:
             rows.append((feature, math.nan, "skipped", "missing in reference or current data"))
             continue
@@ -237,7 +241,8 @@ def evaluate(result: Result, reference: pd.DataFrame | None) -> None:
     else:
         result.reference_rows = len(reference)
         if not observed.features.empty:
-            result.drift = feature_drift(reference, observed.features, limits)
+            names = monitored_features(result.target.model_name)[2]
+            result.drift = feature_drift(reference, observed.features, limits, names)
             drifted = result.drift[result.drift["status"] == "breach"]
             judged = result.drift[result.drift["status"] != "skipped"]
             worst = result.drift["psi"].max()

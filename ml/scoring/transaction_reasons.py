@@ -19,6 +19,9 @@ The rule (one rule, two entry points that give identical text):
    only once: it is also the wording of its feature), then ``NO_RISK_INDICATOR`` when no
    feature pushed towards fraud at all, else ``NO_FURTHER_INDICATOR``, and
    ``NO_FURTHER_INDICATOR`` for any slot still empty.
+4. A transaction of a new customer (no history: ``is_new_customer``) always carries
+   ``NEW_CUSTOMER_NOTE``: when three feature reasons leave no room, the note takes the third
+   slot (its window features are defaults, not evidence an investigator can weigh).
 
 Entry points: ``reason_columns`` (vectorised, batch: frames in, ``reason_1..3`` out; each
 distinct value is formatted once and the texts are assembled with numpy object arithmetic) and
@@ -386,7 +389,9 @@ def reasons_for_row(features: Mapping[str, Any], contributions: Mapping[str, flo
         if text not in reasons:
             reasons.append(text)
             if len(reasons) == N_REASONS:
-                return reasons
+                break
+    if values["is_new_customer"] > 0.5 and NEW_CUSTOMER_NOTE not in reasons:
+        reasons = reasons[: N_REASONS - 1]  # a new customer always says so (rule 4)
     had_positive = bool(positive)
     reasons += [note for column, note in _NOTES if values[column] > 0.5 and note not in reasons]
     if len(reasons) < N_REASONS:
@@ -531,6 +536,9 @@ def reason_columns(features: pd.DataFrame, contributions: pd.DataFrame) -> pd.Da
         first = np.argsort(~keep, axis=1, kind="stable")[:, :N_REASONS]
         kept = np.take_along_axis(keep, first, axis=1)
         out[rows] = np.where(kept, np.take_along_axis(texts, first, axis=1), None)
+    # rule 4: a new customer always says so (the last reason makes room for the note)
+    new = (columns.full("is_new_customer") > 0.5) & ~(out == NEW_CUSTOMER_NOTE).any(axis=1)
+    out[new, N_REASONS - 1] = None
     _fill_neutral(out, positive.any(axis=1), columns)
     return pd.DataFrame(out, columns=list(REASON_COLUMNS), index=features.index)
 

@@ -155,6 +155,17 @@ def test_new_customer_gets_defaults_in_words_and_the_note() -> None:
     ]
 
 
+def test_a_new_customer_always_says_so() -> None:
+    reasons = tr.reasons_for_row(
+        NEW, contributions(amount=0.9, is_night=0.8, transaction_type=0.7, is_weekend=0.6)
+    )
+    assert reasons == [
+        "amount 75.00 in grocery (atm withdrawal)",
+        "made in the daytime (14:00-14:59 UTC)",
+        tr.NEW_CUSTOMER_NOTE,
+    ]
+
+
 def test_a_note_is_not_repeated_when_its_feature_is_a_reason() -> None:
     reasons = tr.reasons_for_row(NEW, contributions(is_new_customer=0.9))
     assert reasons == [tr.NEW_CUSTOMER_NOTE, tr.NEW_MERCHANT_NOTE, tr.NO_FURTHER_INDICATOR]
