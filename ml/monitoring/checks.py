@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -213,6 +214,8 @@ class Result:
     reference_problem: str = ""
     checks: list[Check] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    # the transaction classifier's realised performance (ml.monitoring.realised.summary)
+    realised: dict[str, Any] | None = None
     exit_code: int = EXIT_OK
 
     @property
