@@ -104,3 +104,35 @@ def crash_point(point: str) -> None:
         raise ValueError(f"unknown crash point {point!r}; known: {', '.join(CRASH_POINTS)}")
     if from_env("crash_at") == point:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def anti_join(
+    left: Any,
+    right: Any,
+    on: tuple[tuple[str, str], ...],
+    left_not_after: tuple[str, str] | None = None,
+) -> Any:
+    """The rows of ``left`` with no match in ``right``: a match has every ``(left column,
+    right column)`` of ``on`` equal and, with ``left_not_after = (l, r)``, ``left.l <=
+    right.r``. Computed in the warehouse for a DuckDB relation or a Spark DataFrame (what
+    ``dbt.ref`` returns there); anything else through pandas. The columns of ``left`` only."""
+    terms = [f"l.{a} = r.{b}" for a, b in on]
+    if left_not_after is not None:
+        terms.append(f"l.{left_not_after[0]} <= r.{left_not_after[1]}")
+    condition = " and ".join(terms)
+    if hasattr(left, "set_alias"):  # DuckDB
+        return left.set_alias("l").join(right.set_alias("r"), condition, how="anti")
+    if hasattr(left, "toPandas"):  # Spark
+        from pyspark.sql import functions as F
+
+        return left.alias("l").join(right.alias("r"), F.expr(condition), "left_anti")
+    frame = to_pandas(left).reset_index(drop=True)
+    keys = [b for _, b in on] + ([left_not_after[1]] if left_not_after else [])
+    other = to_pandas(right)[keys].rename(columns={b: f"__r_{b}" for b in keys})
+    numbered = frame.assign(__row=range(len(frame)))
+    merged = numbered.merge(
+        other, left_on=[a for a, _ in on], right_on=[f"__r_{b}" for _, b in on], how="inner"
+    )
+    if left_not_after is not None:
+        merged = merged[merged[left_not_after[0]] <= merged[f"__r_{left_not_after[1]}"]]
+    return frame[~numbered["__row"].isin(set(merged["__row"]))].reset_index(drop=True)

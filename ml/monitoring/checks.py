@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from ml.monitoring.statistics import (
     REFERENCE_SCORE_COLUMN,
     MonitoringError,
     ks_statistic,
+    monitored_features,
     psi,
 )
 
@@ -165,7 +167,10 @@ def rate_check(calendar: pd.DataFrame, limits: Thresholds) -> Check:
 
 
 def feature_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, limits: Thresholds
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    limits: Thresholds,
+    features: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
     """PSI per feature present in both frames; status ok / breach / skipped.
 
@@ -174,7 +179,7 @@ def feature_drift(
     """
     rows = []
     too_few = len(current) < limits.min_rows
-    for feature in FEATURES:
+    for feature in features if features is not None else FEATURES:
         if feature not in reference.columns or feature not in current.columns:
             rows.append((feature, math.nan, "skipped", "missing in reference or current data"))
             continue
@@ -209,6 +214,8 @@ class Result:
     reference_problem: str = ""
     checks: list[Check] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    # the transaction classifier's realised performance (ml.monitoring.realised.summary)
+    realised: dict[str, Any] | None = None
     exit_code: int = EXIT_OK
 
     @property
@@ -237,7 +244,8 @@ def evaluate(result: Result, reference: pd.DataFrame | None) -> None:
     else:
         result.reference_rows = len(reference)
         if not observed.features.empty:
-            result.drift = feature_drift(reference, observed.features, limits)
+            names = monitored_features(result.target.model_name)[2]
+            result.drift = feature_drift(reference, observed.features, limits, names)
             drifted = result.drift[result.drift["status"] == "breach"]
             judged = result.drift[result.drift["status"] != "skipped"]
             worst = result.drift["psi"].max()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ml import registry
 from ml import warehouse as wh_mod
+from ml.monitoring import realised as realised_mod
 from ml.monitoring.checks import Result, evaluate, load_thresholds
 from ml.monitoring.inputs import load_reference, parse_as_of, read_warehouse, resolve_target
 from ml.monitoring.report import write_outputs
@@ -39,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--model",
-        help="registered model name or random_forest / isolation_forest (default: the random "
-        "forest's champion, else the isolation forest's champion, else its latest version)",
+        help="registered model name or random_forest / isolation_forest / "
+        "transaction_classifier (default: the random forest's champion, else the isolation "
+        "forest's champion, else its latest version). The transaction classifier adds its "
+        "realised precision and card precision@k per day as labels arrive",
     )
     parser.add_argument("--version", type=int, help="model version (default: as --model says)")
     parser.add_argument(
@@ -100,12 +103,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         client = mlflow.MlflowClient()
         target = resolve_target(client, args.model, args.version)
+        realised = None
         with wh_mod.connect(args.target, profiles_dir=args.profiles_dir, read_only=True) as wh:
             described = wh.description
             observed = read_warehouse(wh, target, days, as_of)
-        if target.version is None:
-            target.version = observed.version
-        reference, problem = load_reference(client, target)
+            if target.version is None:
+                target.version = observed.version
+            reference, problem = load_reference(client, target)
+            if realised_mod.applies(target.model_name):
+                run = client.get_run(target.run_id) if target.run_id else None
+                realised = realised_mod.read_realised(
+                    wh,
+                    target.model_name,
+                    observed.version,
+                    observed.window_start,
+                    observed.window_end,
+                    dict(run.data.metrics) if run else {},
+                )
         result = Result(
             target=target,
             limits=limits,
@@ -116,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             reference_problem=problem,
         )
         evaluate(result, reference)
+        if realised is not None:
+            result.checks += realised_mod.judge(realised)
+            result.realised = realised_mod.summary(realised)
         report, summary = write_outputs(result, reference, Path(args.output).resolve())
     except (MonitoringError, wh_mod.WarehouseError) as exc:
         print(f"fraud-monitor: error: {exc}", file=sys.stderr)

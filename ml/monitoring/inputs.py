@@ -14,7 +14,12 @@ import pandas as pd
 
 from ml import registry
 from ml import warehouse as wh_mod
-from ml.monitoring.statistics import FEATURES, REFERENCE_ARTIFACT, MonitoringError, finite_values
+from ml.monitoring.statistics import (
+    REFERENCE_ARTIFACT,
+    MonitoringError,
+    finite_values,
+    monitored_features,
+)
 
 
 @dataclass
@@ -140,10 +145,11 @@ def read_warehouse(
     as_of: datetime | None,
 ) -> Observed:
     predictions = warehouse.relation("audit", "model_predictions")
-    features = warehouse.relation("gold", "transaction_features")
+    feature_schema, feature_table, feature_names = monitored_features(target.model_name)
+    features = warehouse.relation(feature_schema, feature_table)
     for schema, name, relation in (
         ("audit", "model_predictions", predictions),
-        ("gold", "transaction_features", features),
+        (feature_schema, feature_table, features),
     ):
         if not warehouse.table_exists(schema, name):
             raise MonitoringError(
@@ -171,7 +177,7 @@ def read_warehouse(
     )
     latest_ts = _to_datetime(stats.iloc[0]["max_ts"]) if not stats.empty else None
     end = _align(as_of, latest_ts) if as_of is not None else latest_ts
-    feature_columns = _feature_columns(warehouse, features)
+    feature_columns = _feature_columns(warehouse, features, feature_names)
     if feature_columns:
         columns = ", ".join(warehouse.quote(column) for column in feature_columns)
         observed.features = warehouse.query(f"select {columns} from {features}")
@@ -214,6 +220,8 @@ def read_warehouse(
     return observed
 
 
-def _feature_columns(warehouse: wh_mod.Warehouse, relation: str) -> list[str]:
+def _feature_columns(
+    warehouse: wh_mod.Warehouse, relation: str, names: tuple[str, ...]
+) -> list[str]:
     present = set(warehouse.query(f"select * from {relation} where 1 = 0").columns)
-    return [column for column in FEATURES if column in present]
+    return [column for column in names if column in present]

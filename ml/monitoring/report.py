@@ -296,6 +296,7 @@ def summary_dict(result: Result, report: Path, charts: Mapping[str, bytes]) -> d
             for c in result.checks
         ],
         "breaches": [c.name for c in result.breaches],
+        "realised": result.realised,
         "report": str(report),
         "charts": sorted(f"{name}.png" for name in charts),
     }

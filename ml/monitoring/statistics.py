@@ -7,12 +7,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml import registry
+from ml import registry, transaction_model
 from ml.features import FEATURE_COLUMNS
 
 REFERENCE_ARTIFACT = registry.REFERENCE_ARTIFACT_PATH  # reference/training_features.parquet
 REFERENCE_SCORE_COLUMN = "anomaly_score"
-FEATURES: tuple[str, ...] = FEATURE_COLUMNS
+FEATURES: tuple[str, ...] = FEATURE_COLUMNS  # the customer models' (gold.transaction_features)
+
+
+def monitored_features(model_name: str) -> tuple[str, str, tuple[str, ...]]:
+    """(schema, table, feature columns) whose drift is measured for a model: the transaction
+    classifier's numeric inputs in gold.transaction_risk_features (booleans as 0/1; the two
+    categoricals are not binned), else the customer features of gold.transaction_features."""
+    if model_name == transaction_model.MODEL_NAME:
+        return "gold", "transaction_risk_features", transaction_model.NUMERIC_COLUMNS
+    return "gold", "transaction_features", FEATURES
+
+
 CHARTS = ("volume_per_day", "anomaly_rate", "feature_psi", "score_distribution")
 
 EXIT_OK = 0

@@ -1,4 +1,6 @@
-"""The prediction-log format of audit.model_predictions."""
+"""The prediction-log format of audit.model_predictions: customer rows (gold.fraud_scores) and
+transaction rows (gold.transaction_fraud_scores) side by side, told apart by ``entity_type``
+and keyed by ``entity_id`` (customer_id or transaction_id)."""
 
 from __future__ import annotations
 
@@ -21,21 +23,48 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "risk_band",
     "scoring_batch_id",
     "dbt_invocation_id",
+    # added with transaction scoring (appended columns: null on rows logged before, which are
+    # customer rows)
+    "entity_type",
+    "entity_id",
+    "transaction_id",
 )
+CUSTOMER_ENTITY = "customer"
+TRANSACTION_ENTITY = "transaction"
+
+
+def prediction_key(
+    entity_type: str | None, batch: str, entity_id: str, model: str, version: int
+) -> str:
+    """What a prediction id hashes:
+    ``"<scoring_batch_id>|<customer_id>|<model_name>|<model_version>"`` for a customer (the
+    original form: ids logged before stay valid), and
+    ``"<scoring_batch_id>|transaction:<transaction_id>|<model_name>|<model_version>"`` for a
+    transaction (so a transaction id can never collide with a customer id). ``entity_type``
+    None = customer (rows logged before the column existed)."""
+    if entity_type in (None, CUSTOMER_ENTITY):
+        return f"{batch}|{entity_id}|{model}|{version}"
+    if entity_type == TRANSACTION_ENTITY:
+        return f"{batch}|transaction:{entity_id}|{model}|{version}"
+    raise ValueError(
+        f"unknown entity_type {entity_type!r} ({CUSTOMER_ENTITY}, {TRANSACTION_ENTITY})"
+    )
 
 
 def prediction_ids(
     scoring_batch_ids: Sequence[str],
-    customer_ids: Sequence[str],
+    entity_ids: Sequence[str],
     model_names: Sequence[str],
     model_versions: Sequence[int],
+    entity_types: Sequence[str | None] | None = None,
 ) -> list[str]:
-    """Deterministic prediction ids: sha256 hex of
-    ``"<scoring_batch_id>|<customer_id>|<model_name>|<model_version>"``."""
+    """Deterministic prediction ids: sha256 hex of ``prediction_key`` (``entity_types``
+    omitted: customers; the macro audit_published_scores computes the same in SQL)."""
+    types = entity_types if entity_types is not None else [None] * len(entity_ids)
     return [
-        hashlib.sha256(f"{b}|{c}|{m}|{v}".encode()).hexdigest()
-        for b, c, m, v in zip(
-            scoring_batch_ids, customer_ids, model_names, model_versions, strict=True
+        hashlib.sha256(prediction_key(t, b, e, m, int(v)).encode()).hexdigest()
+        for b, e, m, v, t in zip(
+            scoring_batch_ids, entity_ids, model_names, model_versions, types, strict=True
         )
     ]
 
@@ -69,6 +98,49 @@ def prediction_log_rows(scores: pd.DataFrame, dbt_invocation_id: str) -> pd.Data
             "dbt_invocation_id": pd.Series(
                 [dbt_invocation_id] * len(scores), dtype="string", index=scores.index
             ),
+            "entity_type": pd.Series(
+                [CUSTOMER_ENTITY] * len(scores), dtype="string", index=scores.index
+            ),
+            "entity_id": scores["customer_id"].astype("string"),
+            "transaction_id": pd.Series([None] * len(scores), dtype="string", index=scores.index),
+        }
+    )
+    return out[list(AUDIT_COLUMNS)].reset_index(drop=True)
+
+
+def transaction_log_rows(scores: pd.DataFrame, dbt_invocation_id: str) -> pd.DataFrame:
+    """``audit.model_predictions`` rows for a ``gold.transaction_fraud_scores`` frame:
+    ``entity_type`` 'transaction', ``entity_id`` = ``transaction_id``; ``score`` =
+    ``fraud_probability``, ``is_anomaly`` = ``is_flagged`` (so one monitoring query serves both
+    kinds of rows); the other columns as ``prediction_log_rows``."""
+    versions = scores["model_version"].astype("int64")
+    n = len(scores)
+    out = pd.DataFrame(
+        {
+            "prediction_id": prediction_ids(
+                scores["scoring_batch_id"].astype(str).tolist(),
+                scores["transaction_id"].astype(str).tolist(),
+                scores["model_name"].astype(str).tolist(),
+                versions.tolist(),
+                [TRANSACTION_ENTITY] * n,
+            ),
+            "customer_id": scores["customer_id"].astype("string"),
+            "model_name": scores["model_name"].astype("string"),
+            "model_version": versions,
+            "model_alias": scores["model_alias"].astype("string"),
+            "selection": scores["selection"].astype("string"),
+            "prediction_timestamp": pd.to_datetime(scores["scored_at"]).astype("datetime64[us]"),
+            "is_anomaly": scores["is_flagged"].astype(bool),
+            "confidence": scores["confidence"].astype("float64"),
+            "score": scores["fraud_probability"].astype("float64"),
+            "risk_band": scores["risk_band"].astype("string"),
+            "scoring_batch_id": scores["scoring_batch_id"].astype("string"),
+            "dbt_invocation_id": pd.Series(
+                [dbt_invocation_id] * n, dtype="string", index=scores.index
+            ),
+            "entity_type": pd.Series([TRANSACTION_ENTITY] * n, dtype="string", index=scores.index),
+            "entity_id": scores["transaction_id"].astype("string"),
+            "transaction_id": scores["transaction_id"].astype("string"),
         }
     )
     return out[list(AUDIT_COLUMNS)].reset_index(drop=True)

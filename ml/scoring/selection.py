@@ -38,6 +38,7 @@ class ScoringSettings:
     fallback_model_name: str = registry.ISOLATION_FOREST_MODEL
     tracking_uri: str | None = None
     registry_uri: str | None = None
+    table: str = "gold.fraud_scores"  # the table scored, named in messages
 
     @property
     def selection(self) -> registry.ModelSelection:
@@ -63,6 +64,10 @@ class ScoringSettings:
         return cls(**kwargs)
 
 
+def _not_rebuilt(settings: ScoringSettings) -> str:
+    return NOT_REBUILT.replace("gold.fraud_scores", settings.table)
+
+
 def resolve_scoring_model(settings: ScoringSettings, client: Any | None = None) -> SelectedVersion:
     """Pick the model version to score with (see ``ScoringSettings``).
 
@@ -80,10 +85,10 @@ def resolve_scoring_model(settings: ScoringSettings, client: Any | None = None) 
     except registry.RegistryUnreachable as exc:
         raise ModelResolutionError(
             f"{exc} Check var mlflow_registry_uri / MLFLOW_REGISTRY_URI / FRAUD_MLFLOW_DIR. "
-            + NOT_REBUILT
+            + _not_rebuilt(settings)
         ) from exc
     except registry.RegistryError as exc:
-        suffix = f" {NOT_REBUILT}" if "does not exist" in str(exc) else ""
+        suffix = f" {_not_rebuilt(settings)}" if "does not exist" in str(exc) else ""
         raise ModelResolutionError(f"{exc}{suffix}") from exc
     if chosen is not None and chosen.selection != SELECTION_FALLBACK:
         return chosen
@@ -95,7 +100,7 @@ def resolve_scoring_model(settings: ScoringSettings, client: Any | None = None) 
             f"'{settings.target}' is not in var unvalidated_fallback_targets "
             f"{list(settings.fallback_targets)}. Promote a validated version "
             f"(set alias '{settings.alias}'), or pin one with var scoring_model_version. "
-            + NOT_REBUILT
+            + _not_rebuilt(settings)
         )
     if chosen is None:
         raise ModelResolutionError(
@@ -104,11 +109,12 @@ def resolve_scoring_model(settings: ScoringSettings, client: Any | None = None) 
         )
     logger.warning(
         "SCORING WITH AN UNVALIDATED MODEL: no model has alias '%s' (tried %s); target '%s' "
-        "allows the fallback, so gold.fraud_scores uses the LATEST version of %s (version %s), "
+        "allows the fallback, so %s uses the LATEST version of %s (version %s), "
         "which nobody promoted. Rows carry selection='%s'. Promote a model to stop this.",
         settings.alias,
         tried,
         settings.target,
+        settings.table,
         chosen.name,
         chosen.version,
         SELECTION_FALLBACK,

@@ -9,15 +9,18 @@ corrected versions of earlier ones), so every stage has real work to lose:
     silver    dbt's JSON log says transactions_cleaned starts
     training  FRAUD_CRASH_AT=training: a model version is registered, its row not written
     scoring   FRAUD_CRASH_AT=scoring: the batch is scored, gold.fraud_scores not replaced
-    audit     FRAUD_CRASH_AT=audit: gold.fraud_scores replaced, audit.model_predictions not
-              appended (the gap the fraud_scores pre-hook closes)
+              (gold.transaction_fraud_scores, which runs after it, not scored)
+    audit     FRAUD_CRASH_AT=audit: gold.fraud_scores replaced and new transactions scored into
+              gold.transaction_fraud_scores, audit.model_predictions not appended (the gap the
+              pre-hooks of both scoring models close)
 
 and once more on a fresh warehouse whose very first build is killed at ``audit``. After each
 rerun (a plain ``dbt build``, which must pass with every test) it asserts: no lost rows (every
-delivered row in bronze; raw = cleaned + rejected + superseded), every batch that was ever in
-gold.fraud_scores in audit.model_predictions exactly once with the ids of
-ml.scoring.prediction_log, no registry version without its artifacts (each loads), and the
-champion alias on a valid version. It prints the matrix: stage, rerun consistent.
+delivered row in bronze; raw = cleaned + rejected + superseded), every row that was ever in
+gold.fraud_scores or gold.transaction_fraud_scores in audit.model_predictions exactly once
+with the ids of ml.scoring.prediction_log (customer and transaction rows both present), no
+registry version without its artifacts (each loads), and the champion alias on a valid
+version. It prints the matrix: stage, rerun consistent.
 
     .venv/bin/pytest tests/python/end_to_end/test_crash_matrix.py
 """
@@ -66,7 +69,11 @@ KILL_POINTS: dict[str, tuple[str, str]] = {
 START_EVENTS = {"NodeStart", "LogStartLine"}
 # Small forests: the matrix proves crash consistency, not model quality (training is its cost).
 FAST_TRAINING = {"rf_n_estimators": 25, "if_n_estimators": 25, "if_importance_sample_size": 200}
-MODELS = (registry.RANDOM_FOREST_MODEL, registry.ISOLATION_FOREST_MODEL)
+MODELS = (
+    registry.RANDOM_FOREST_MODEL,
+    registry.ISOLATION_FOREST_MODEL,
+    registry.TRANSACTION_CLASSIFIER_MODEL,
+)
 DELIVERY_ROWS = 300
 
 
@@ -118,14 +125,35 @@ def _deliver(raw: Path, name: str) -> None:
     pq.write_table(table, raw / "transactions" / f"{name}.parquet")
 
 
-def _published_batches(project: DbtProject) -> dict[str, int]:
-    frame = project.query(
-        "select scoring_batch_id, count(*) as n from gold.fraud_scores group by scoring_batch_id"
-    )
-    return dict(zip(frame.scoring_batch_id, frame.n.astype(int), strict=True))
+def _published(project: DbtProject) -> dict[str, str]:
+    """``{prediction_id: scoring_batch_id}`` of every row now in gold.fraud_scores and
+    gold.transaction_fraud_scores (the ids of ml.scoring.prediction_log). Transaction scores are
+    incremental and a corrected transaction is rescored (its row replaced), so what was ever
+    published is the union of these observations, not the current counts."""
+    frames = [
+        project.query(
+            "select scoring_batch_id, customer_id as entity_id, model_name, model_version, "
+            "'customer' as entity_type from gold.fraud_scores"
+        ),
+        project.query(
+            "select scoring_batch_id, transaction_id as entity_id, model_name, model_version, "
+            "'transaction' as entity_type from gold.transaction_fraud_scores"
+        ),
+    ]
+    out: dict[str, str] = {}
+    for frame in frames:
+        ids = prediction_ids(
+            frame.scoring_batch_id.tolist(),
+            frame.entity_id.tolist(),
+            frame.model_name.tolist(),
+            frame.model_version.astype(int).tolist(),
+            frame.entity_type.tolist(),
+        )
+        out.update(zip(ids, frame.scoring_batch_id, strict=True))
+    return out
 
 
-def _inconsistencies(project: DbtProject, raw: Path, published: dict[str, int]) -> list[str]:
+def _inconsistencies(project: DbtProject, raw: Path, published: dict[str, str]) -> list[str]:
     """What is wrong after a rerun (empty: consistent)."""
     problems: list[str] = []
     # No lost rows: every delivered row is in bronze, and raw = cleaned + rejected + superseded.
@@ -159,18 +187,25 @@ def _inconsistencies(project: DbtProject, raw: Path, published: dict[str, int]) 
         problems.append(f"raw != cleaned + rejected + superseded: {dict(counts)}")
     if lost_transaction_rows(project):
         problems.append(f"{lost_transaction_rows(project)} raw rows lost")
-    # Every published batch audited exactly once, with the ids of ml.scoring.prediction_log.
+    # Every published row (customer and transaction scores) audited exactly once, with the ids
+    # of ml.scoring.prediction_log.
     audit = project.query("select * from audit.model_predictions")
-    logged = collections.Counter(audit.scoring_batch_id)
-    if dict(logged) != published:
-        problems.append(f"audit rows per batch {dict(logged)} != published {published}")
     if audit.prediction_id.duplicated().any():
         problems.append("duplicate prediction_id in audit.model_predictions")
+    logged = dict(zip(audit.prediction_id, audit.scoring_batch_id, strict=True))
+    if set(logged) != set(published):
+        missing = collections.Counter(published[i] for i in set(published) - set(logged))
+        extra = collections.Counter(logged[i] for i in set(logged) - set(published))
+        problems.append(f"audit rows per batch: missing {dict(missing)}, extra {dict(extra)}")
+    by_kind = collections.Counter(audit.entity_type)
+    if not by_kind.get("transaction") or not by_kind.get("customer"):
+        problems.append(f"audit rows by entity_type {dict(by_kind)}: both kinds expected")
     expected = prediction_ids(
         audit.scoring_batch_id.tolist(),
-        audit.customer_id.tolist(),
+        audit.entity_id.tolist(),
         audit.model_name.tolist(),
         audit.model_version.astype(int).tolist(),
+        audit.entity_type.tolist(),
     )
     if audit.prediction_id.tolist() != expected:
         problems.append("audit prediction_id differs from ml.scoring.prediction_log")
@@ -211,15 +246,15 @@ def _print_matrix(request: pytest.FixtureRequest, rows: list[tuple[str, str, str
 
 
 def _crash_and_rerun(
-    project: DbtProject, raw: Path, stage: str, how: str, where: str, published: dict[str, int]
+    project: DbtProject, raw: Path, stage: str, how: str, where: str, published: dict[str, str]
 ) -> tuple[tuple[str, str, str, str], list[str]]:
     exit_code = _killed_build(project, how, where)
     problems = [] if exit_code == -signal.SIGKILL else [f"not killed (exit {exit_code})"]
     if project.warehouse_path.exists():
         with contextlib.suppress(duckdb.CatalogException):  # no scores yet: none published
-            published.update(_published_batches(project))
+            published.update(_published(project))
     project.run("build")
-    published.update(_published_batches(project))
+    published.update(_published(project))
     problems += _inconsistencies(project, raw, published)
     point = f"node {where} starts" if how == "node" else f"FRAUD_CRASH_AT={where}"
     row = (stage, point, str(exit_code), "no" if problems else "yes")
@@ -237,7 +272,7 @@ def test_a_build_killed_at_any_stage_reruns_consistent(
     project.run("build")
     client = project.mlflow_client()
     client.set_registered_model_alias(registry.ISOLATION_FOREST_MODEL, "champion", "1")
-    published = _published_batches(project)
+    published = _published(project)
     rows, problems = [], []
     for stage, (how, where) in KILL_POINTS.items():
         _deliver(raw, f"crash_{stage}")
@@ -251,10 +286,10 @@ def test_a_build_killed_at_any_stage_reruns_consistent(
     first = dbt_project_factory(
         "crash_first", vars={"raw_data_path": str(first_raw), **FAST_TRAINING}
     )
-    first_published: dict[str, int] = {}
+    first_published: dict[str, str] = {}
     row, found = _crash_and_rerun(first, first_raw, "audit", "hook", "audit", first_published)
     rows.append(("audit (first build)", *row[1:]))
     problems += found
     _print_matrix(request, rows)
-    assert len(first_published) == 2, "the killed first build published a batch"
+    assert len(set(first_published.values())) == 2, "the killed first build published a batch"
     assert not problems, "\n".join(problems)
