@@ -12,6 +12,10 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TARGETS_FILE = Path(__file__).with_name("targets.yml")
 LIMIT_QUERY_FILE = Path(__file__).with_name("limit_query.sql")
+# The one hand-written query of gold.transaction_risk_features (also the e2e test's reference).
+TX_REFERENCE_QUERY_FILE = (
+    PROJECT_ROOT / "tests" / "reference" / "transaction_risk_features_reference.sql"
+)
 
 DEFAULT_TRANSACTIONS = 1_000_000
 LARGE_TRANSACTIONS = 10_000_000
@@ -20,8 +24,13 @@ TRANSACTIONS_PER_CUSTOMER = 25  # as the main job (20k customers, 500k transacti
 DEFAULT_DAYS = 90
 DEFAULT_SEED = 42
 INCREMENT_SHARE = 0.01
-PARTS: tuple[str, ...] = ("data", "limit", "notebook", "training", "scoring", "incremental")
-NEEDS_FULL_BUILD = frozenset({"limit", "training", "scoring", "incremental"})
+PARTS: tuple[str, ...] = (
+    "data", "limit", "tx_limit", "notebook", "training", "scoring", "tx_scoring", "incremental",
+)  # fmt: skip
+NEEDS_FULL_BUILD = frozenset(
+    {"limit", "tx_limit", "training", "scoring", "tx_scoring", "incremental"}
+)
+TX_FEATURES_MODEL = "transaction_risk_features"
 POLL_SECONDS = 0.05
 LATENCY_CALLS = 10_000
 SKLEARN_LATENCY_BUDGET_S = 12.0

@@ -1,6 +1,7 @@
 """Each measurement judged against its target, with what limits it."""
 
 import math
+from typing import Any
 
 from bench.config import LARGE_TRANSACTIONS
 from bench.targets import Target, _incremental_limits, _mib, load_targets
@@ -140,5 +141,56 @@ class Judging:
                     + ", ".join(f"{k} {v:.0f}s ({v / total:.0%})" for k, v in heavy)
                     + "; "
                     + _incremental_limits(inc),
+                )
+            )
+        self.judge_transaction_targets(judge, size, scope)
+
+    def judge_transaction_targets(self, judge: Any, size: str, scope: str) -> None:
+        """The transaction-level targets (issue 12): features vs the query, +1 %, scoring."""
+        d = self.results.details
+        targets = self.results.targets
+        tx = d.get("tx_limit")
+        if tx:
+            targets.append(
+                judge(
+                    "tx_features_ratio",
+                    tx["ratio_wall"],
+                    f"{tx['ratio_wall']:.1f}x wall, {tx['ratio_execution']:.1f}x dbt execution "
+                    f"only {size}{scope}",
+                    f"query equal to the table: {tx['equal_to_table']}; dbt start-up and parse, "
+                    "bronze and silver materialised with their rejects and load log, the labels "
+                    f"and the features model itself ({tx['features_node_seconds'] or 0:.1f} s) "
+                    "written as tables; the query keeps everything in one plan",
+                )
+            )
+        tx_inc = d.get("tx_incremental")
+        if tx_inc:
+            targets.append(
+                judge(
+                    "tx_incremental_share",
+                    tx_inc["share_of_full"],
+                    f"{tx_inc['share_of_full']:.1%} ({tx_inc['node_seconds']:.1f}s vs "
+                    f"{tx_inc['full_build_node_seconds']:.1f}s, the model's node time) "
+                    f"{size}{scope}",
+                    "the new batch reads its lookback (30 days of the customers' and merchants' "
+                    "history) and merges on transaction_id; the rest of the +1 % build (silver "
+                    "merges, other gold, tests) is in incremental_share",
+                )
+            )
+        sc = d.get("tx_scoring")
+        if sc and sc.get("rows_per_s"):
+            pending = sc.get("reasons_seconds") is None
+            targets.append(
+                judge(
+                    "tx_scoring_rate",
+                    sc["rows_per_s"],
+                    f"{sc['rows_per_s']:,.0f} tx/s on {sc['rows']:,} rows"
+                    + (" (reasons PENDING: predict + contributions only)" if pending else ""),
+                    f"predict {sc['predict_seconds']:.2f}s, contributions "
+                    f"{sc['contributions_seconds']:.2f}s, reasons "
+                    + ("pending" if pending else f"{sc['reasons_seconds']:.2f}s")
+                    + f"; contributions (TreeSHAP) take "
+                    f"{sc['contributions_seconds'] / max(sc['predict_seconds'], 1e-9):.1f}x "
+                    f"predict's time; {sc['classifier']} threads {sc.get('threads')}",
                 )
             )

@@ -204,4 +204,8 @@ def read_run_results(target: Path) -> dict[str, Any]:
         "layer_seconds": {k: round(v, 2) for k, v in sorted(layers.items())},
         "slowest": [{"node": uid, "seconds": round(s, 2)} for s, uid in nodes[:8]],
         "failures": failures,
+        # every model's own execution time, by model name (the transaction-level ratios)
+        "model_seconds": {
+            uid.rsplit(".", 1)[-1]: round(s, 3) for s, uid in nodes if uid.startswith("model.")
+        },
     }

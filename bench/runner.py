@@ -24,12 +24,13 @@ from bench.config import (
 from bench.judging import Judging
 from bench.measure import Run, log_tail, machine_info, read_run_results, run_measured
 from bench.parts import Parts
+from bench.parts_transactions import TransactionParts
 from bench.report import render_markdown
 from bench.targets import Results, Row, _mib, _rate
 from bench.workers import _json_default
 
 
-class Bench(Parts, Judging):
+class Bench(Parts, TransactionParts, Judging):
     def __init__(self, config: BenchConfig) -> None:
         self.config = config
         self.paths = Paths(config.out)
@@ -243,9 +244,10 @@ class Bench(Parts, Judging):
         self.save_state()
 
     def promote(self) -> None:
-        """As `make run`: supervised model first, then the unsupervised one (refusal expected)."""
+        """As `make run`: the transaction classifier, the supervised customer model, then the
+        unsupervised one (refusal expected)."""
         outcomes = {}
-        for model in ("random_forest", "isolation_forest"):
+        for model in ("transaction_classifier", "random_forest", "isolation_forest"):
             command = [
                 sys.executable, "-m", "ml.promotion.cli",
                 "--model", model, "--candidate", "latest", "--actor", "fraud-bench",
@@ -300,10 +302,15 @@ class Bench(Parts, Judging):
                 self.part_notebook(raw)
             if "training" in parts:
                 self.part_training()
+            if "tx_limit" in parts:
+                self.part_tx_limit()
             if "scoring" in parts:
                 self.part_scoring()
+            if "tx_scoring" in parts:
+                self.part_tx_scoring()
             if "incremental" in parts:
                 self.part_incremental()
+                self.tx_incremental_rows()
         except StepFailed as exc:
             self.results.status = "failed"
             self.results.notes.append(str(exc).splitlines()[0])

@@ -11,6 +11,7 @@ from typing import Any
 from bench.workers_data import worker_limit, worker_notebook, worker_same_work_model
 from bench.workers_scoring import worker_scoring
 from bench.workers_training import worker_training
+from bench.workers_transactions import worker_tx_limit, worker_tx_scoring
 
 WORKERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "limit": worker_limit,
@@ -18,6 +19,8 @@ WORKERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "same-work-model": worker_same_work_model,
     "training": worker_training,
     "scoring": worker_scoring,
+    "tx_limit": worker_tx_limit,
+    "tx_scoring": worker_tx_scoring,
 }
 
 
