@@ -131,11 +131,9 @@ def _best_of(repeats: int, work: Any) -> tuple[float, Any]:
 
 def worker_tx_scoring(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The transaction classifier (its @champion, else its latest version) on every row of
-    gold.transaction_risk_features: encoding, predict_proba, contributions (LightGBM TreeSHAP,
-    ``pred_contrib``) and the top-3 reason texts, each timed (best of ``repeats``)."""
+    gold.transaction_risk_features, measured by ``measure_tx_scoring``."""
     _quiet_warnings()
     from ml import registry
-    from ml.transaction_model import contributions, feature_matrix, fraud_probability
 
     registry.configure()
     name = registry.TRANSACTION_CLASSIFIER_MODEL
@@ -147,14 +145,23 @@ def worker_tx_scoring(spec: Mapping[str, Any]) -> dict[str, Any]:
         return {"model": None, "note": f"no registered version of {name}"}
     pipeline = registry.load_sklearn_model(name, version.version)
     frame = _read_table(spec["warehouse_file"], f"select * from {TX_FEATURES_TABLE}")
+    label = f"{name} v{version.version} ({how})"
+    return measure_tx_scoring(pipeline, frame, max(1, int(spec.get("repeats", 2))), label)
+
+
+def measure_tx_scoring(pipeline: Any, frame: Any, repeats: int, label: str) -> dict[str, Any]:
+    """Encoding (``feature_matrix``), predict_proba, contributions (LightGBM TreeSHAP,
+    ``pred_contrib``) and the top-3 reason texts of every row of ``frame``, each timed (best
+    of ``repeats``); the rate counts predict + contributions + reasons."""
+    from ml.transaction_model import contributions, feature_matrix, fraud_probability
+
     rows = len(frame)
-    repeats = max(1, int(spec.get("repeats", 2)))
     encode_s, X = _best_of(repeats, lambda: feature_matrix(frame))
     predict_s, _ = _best_of(repeats, lambda: fraud_probability(pipeline, X))
     contrib_s, contrib = _best_of(repeats, lambda: contributions(pipeline, X))
     classifier = pipeline.named_steps["classifier"]
     result: dict[str, Any] = {
-        "model": f"{name} v{version.version} ({how})",
+        "model": label,
         "classifier": type(classifier).__name__,
         "threads": getattr(classifier, "n_jobs", None),
         "rows": rows,
@@ -171,8 +178,8 @@ def worker_tx_scoring(spec: Mapping[str, Any]) -> dict[str, Any]:
         reasons_s, reasons = _best_of(repeats, lambda: reason_columns(X, contrib))
         result["reasons"] = "ml.scoring.transaction_reasons.reason_columns"
         result["reasons_seconds"] = reasons_s
-        result["reasons_non_null"] = bool(reasons.notna().all().all()) if rows else True
-    timed = [predict_s, contrib_s, result["reasons_seconds"] or 0.0]
-    result["seconds"] = sum(timed)
+        result["reasons_non_null"] = bool(reasons.notna().all().all())
+        result["reason_rows"] = len(reasons)
+    result["seconds"] = predict_s + contrib_s + (result["reasons_seconds"] or 0.0)
     result["rows_per_s"] = rows / result["seconds"] if rows and result["seconds"] else None
     return result
