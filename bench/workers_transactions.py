@@ -1,0 +1,185 @@
+"""Workers of the transaction-level parts: ``tx_limit`` (gold.transaction_risk_features by ONE
+hand-written DuckDB query over the Parquet landing files, checked equal to the table dbt built)
+and ``tx_scoring`` (the transaction classifier's predict, its LightGBM ``pred_contrib``
+contributions and the top-3 reason texts, in transactions per second)."""
+
+from __future__ import annotations
+
+import gc
+import math
+import string
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bench.config import FEATURE_TOLERANCE, TX_REFERENCE_QUERY_FILE
+from bench.workers_data import _quiet_warnings, _read_table, _sql_string
+
+TX_FEATURES_TABLE = "gold.transaction_risk_features"
+# written by dbt at load time, not a feature: the one column the query does not produce
+TX_NOT_COMPARED = frozenset({"loaded_at"})
+NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DEC")
+
+
+def tx_reference_query(raw: Path, variables: Mapping[str, Any]) -> str:
+    """tests/reference/transaction_risk_features_reference.sql with its placeholders filled:
+    the landing folder and the var as_of_date (validated as a date, never spliced as text)."""
+    from datetime import date
+
+    as_of = str(variables.get("as_of_date", "2026-11-01"))
+    try:
+        date.fromisoformat(as_of)
+    except ValueError as exc:
+        raise ValueError(f"dbt var as_of_date {as_of!r} is not a date (YYYY-MM-DD)") from exc
+    template = string.Template(TX_REFERENCE_QUERY_FILE.read_text(encoding="utf-8"))
+    return template.substitute(raw=str(raw).replace("'", "''"), as_of=as_of)
+
+
+def _is_numeric(duckdb_type: str) -> bool:
+    return duckdb_type.upper().lstrip("U").startswith(NUMERIC_TYPES)
+
+
+def compare_with_table(con: Any, limit_table: str, table: str) -> dict[str, Any]:
+    """Row counts, rows matched on transaction_id, per numeric column the max relative
+    difference, per other column the count of rows that differ (null-safe)."""
+    types = {
+        str(name): str(kind) for name, kind, *_ in con.execute(f"describe {limit_table}").fetchall()
+    }
+    columns = [c for c in types if c not in TX_NOT_COMPARED and c != "transaction_id"]
+    parts = ["count(*) as matched"]
+    for column in columns:
+        if _is_numeric(types[column]):
+            parts.append(
+                f"coalesce(max(abs(cast(l.{column} as double) - cast(g.{column} as double))"
+                f" / greatest(1.0, abs(cast(g.{column} as double)))), 0.0) as {column}"
+            )
+        else:
+            differs = f"l.{column} is distinct from g.{column}"
+            parts.append(f"count(*) filter (where {differs}) as {column}")
+    row = con.execute(
+        f"select {', '.join(parts)} from {limit_table} as l "
+        f"inner join {table} as g using (transaction_id)"
+    ).fetchall()[0]
+    rows = int(con.execute(f"select count(*) from {limit_table}").fetchall()[0][0])
+    table_rows = int(con.execute(f"select count(*) from {table}").fetchall()[0][0])
+    missing = sorted(
+        str(name)
+        for (name,) in con.execute(
+            f"select column_name from (describe {table}) where column_name not in "
+            f"(select column_name from (describe {limit_table}))"
+        ).fetchall()
+        if str(name) not in TX_NOT_COMPARED
+    )
+    matched = int(row[0])
+    numeric = {c: float(v) for c, v in zip(columns, row[1:], strict=True) if _is_numeric(types[c])}
+    other = {c: int(v) for c, v in zip(columns, row[1:], strict=True) if not _is_numeric(types[c])}
+    worst = max(numeric.values(), default=math.nan)
+    equal = (
+        rows == table_rows == matched
+        and not missing
+        and all(v <= FEATURE_TOLERANCE for v in numeric.values())
+        and not any(other.values())
+    )
+    return {
+        "rows": rows,
+        "table_rows": table_rows,
+        "matched_rows": matched,
+        "columns_compared": len(columns),
+        "columns_missing_from_query": missing,
+        "max_relative_difference": worst,
+        "per_column_max_relative_difference": numeric,
+        "per_column_rows_different": other,
+        "equal_to_table": bool(equal),
+        "tolerance": FEATURE_TOLERANCE,
+    }
+
+
+def worker_tx_limit(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Run the hand-written transaction-features query into a fresh DuckDB file (timed), then
+    compare it with gold.transaction_risk_features of ``warehouse_file`` (not timed)."""
+    import duckdb
+
+    db = Path(spec["limit_db"])
+    db.unlink(missing_ok=True)
+    sql = tx_reference_query(Path(spec["raw"]), spec["vars"])
+    started = time.perf_counter()
+    with duckdb.connect(str(db)) as con:
+        con.execute("create table tx_limit as " + sql)
+        con.execute("checkpoint")
+    query_seconds = time.perf_counter() - started
+    compare_started = time.perf_counter()
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"attach {_sql_string(spec['warehouse_file'])} as wh (read_only)")
+        result = compare_with_table(con, "tx_limit", f"wh.{TX_FEATURES_TABLE}")
+    return {
+        **result,
+        "query_seconds": query_seconds,
+        "compare_seconds": time.perf_counter() - compare_started,
+    }
+
+
+def _best_of(repeats: int, work: Any) -> tuple[float, Any]:
+    best, value = math.inf, None
+    for _ in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        value = work()
+        best = min(best, time.perf_counter() - started)
+    return best, value
+
+
+def worker_tx_scoring(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The transaction classifier (its @champion, else its latest version) on every row of
+    gold.transaction_risk_features, measured by ``measure_tx_scoring``."""
+    _quiet_warnings()
+    from ml import registry
+
+    registry.configure()
+    name = registry.TRANSACTION_CLASSIFIER_MODEL
+    version = registry.version_by_alias(name, registry.CHAMPION_ALIAS)
+    how = "champion"
+    if version is None:
+        version, how = registry.latest_version(name), "latest (no champion)"
+    if version is None:
+        return {"model": None, "note": f"no registered version of {name}"}
+    pipeline = registry.load_sklearn_model(name, version.version)
+    frame = _read_table(spec["warehouse_file"], f"select * from {TX_FEATURES_TABLE}")
+    label = f"{name} v{version.version} ({how})"
+    return measure_tx_scoring(pipeline, frame, max(1, int(spec.get("repeats", 2))), label)
+
+
+def measure_tx_scoring(pipeline: Any, frame: Any, repeats: int, label: str) -> dict[str, Any]:
+    """Encoding (``feature_matrix``), predict_proba, contributions (LightGBM TreeSHAP,
+    ``pred_contrib``) and the top-3 reason texts of every row of ``frame``, each timed (best
+    of ``repeats``); the rate counts predict + contributions + reasons."""
+    from ml.transaction_model import contributions, feature_matrix, fraud_probability
+
+    rows = len(frame)
+    encode_s, X = _best_of(repeats, lambda: feature_matrix(frame))
+    predict_s, _ = _best_of(repeats, lambda: fraud_probability(pipeline, X))
+    contrib_s, contrib = _best_of(repeats, lambda: contributions(pipeline, X))
+    classifier = pipeline.named_steps["classifier"]
+    result: dict[str, Any] = {
+        "model": label,
+        "classifier": type(classifier).__name__,
+        "threads": getattr(classifier, "n_jobs", None),
+        "rows": rows,
+        "encode_seconds": encode_s,
+        "predict_seconds": predict_s,
+        "contributions_seconds": contrib_s,
+    }
+    try:
+        from ml.scoring.transaction_reasons import reason_columns
+    except ImportError:
+        result["reasons"] = "pending: ml.scoring.transaction_reasons is not on this branch"
+        result["reasons_seconds"] = None
+    else:
+        reasons_s, reasons = _best_of(repeats, lambda: reason_columns(X, contrib))
+        result["reasons"] = "ml.scoring.transaction_reasons.reason_columns"
+        result["reasons_seconds"] = reasons_s
+        result["reasons_non_null"] = bool(reasons.notna().all().all())
+        result["reason_rows"] = len(reasons)
+    result["seconds"] = predict_s + contrib_s + (result["reasons_seconds"] or 0.0)
+    result["rows_per_s"] = rows / result["seconds"] if rows and result["seconds"] else None
+    return result
