@@ -103,8 +103,10 @@ class OnlineModel:
     ) -> tuple[float, dict[str, float]]:
         if self.booster is not None:
             matrix = self.row(features)
-            probability = float(self.booster.predict(matrix)[0])
-            raw = self.booster.predict(matrix, pred_contrib=True)[0]
+            # TreeSHAP values sum to the raw margin (last column: the expected value), so one
+            # booster call gives both (binary objective: P = sigmoid(margin))
+            raw = self.booster.predict(matrix, pred_contrib=True, num_threads=1)[0]
+            probability = 1.0 / (1.0 + math.exp(-float(raw.sum())))
             contrib = {c: float(v) for c, v in zip(self.columns, raw[:-1], strict=True)}
             return probability, contrib
         frame = feature_matrix(pd.DataFrame([dict(features)]))
