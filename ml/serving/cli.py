@@ -32,11 +32,8 @@ UNVALIDATED_ALIAS = "latest_unvalidated"
 
 
 def make_state(settings: ServeSettings) -> FeatureState:
-    if settings.state_url == "memory":
-        return InMemoryState(settings.report_retention_days)
-    from ml.serving.redis_state import RedisState
-
-    return RedisState.from_url(settings.state_url, settings.report_retention_days)
+    """The embedded in-process state (``ServeSettings.from_env`` accepts no other yet)."""
+    return InMemoryState(settings.report_retention_days)
 
 
 def load_champion(settings: ServeSettings, sample: pd.DataFrame) -> OnlineModel:

@@ -44,7 +44,7 @@ class ServeSettings:
     port: int = 8765
     target: str = "local"
     token: str | None = field(default=None, repr=False)
-    state_url: str = "memory"  # or redis://127.0.0.1:6379/0
+    state_url: str = "memory"  # the only store so far (Redis: open work, README)
     log_dir: Path = PROJECT_ROOT / "warehouse" / "decisions"
     log_sync: str = "fsync"
     log_max_bytes: int = 64 * 1024 * 1024
@@ -63,8 +63,11 @@ class ServeSettings:
         warehouse = Path(from_env("warehouse_dir") or PROJECT_ROOT / "warehouse")
         token_var = from_env("serve_token_env", "FRAUD_SERVE_TOKEN") or "FRAUD_SERVE_TOKEN"
         state_url = from_env("serve_state", "memory") or "memory"
-        if state_url != "memory" and not state_url.startswith(("redis://", "unix://")):
-            raise SettingError(f"FRAUD_SERVE_STATE={state_url!r}: 'memory' or a redis:// URL")
+        if state_url != "memory":
+            raise SettingError(
+                f"FRAUD_SERVE_STATE={state_url!r}: only 'memory' (in-process state) exists yet; "
+                "shared Redis state for several workers is not implemented"
+            )
         return cls(
             host=from_env("serve_host", "127.0.0.1") or "127.0.0.1",
             port=_int("serve_port", 8765, 1),

@@ -1,9 +1,9 @@
 """Online feature state: per customer the transactions of the lookback, per merchant the
 transaction times and the times fraud labels became known, the customer profile (creation
 day), the known merchants, and per transaction what a late fraud report needs (its merchant and
-time). ``InMemoryState`` keeps it in the process (the embedded default);
-``ml.serving.redis_state.RedisState`` keeps the same in Redis for several workers. Both expose
-``FeatureState``; ``ml.serving.bootstrap`` fills either from the warehouse.
+time). ``InMemoryState`` keeps it in the process (the embedded default; a store for several workers,
+e.g. Redis, would implement the same ``FeatureState`` protocol: open work);
+``ml.serving.bootstrap`` fills it from the warehouse.
 
 Old entries are pruned: windows older than the lookback (plus ``slack``, for transactions that
 arrive out of order) are dropped as the clock (newest event seen) advances; transactions stay
