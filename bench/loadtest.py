@@ -4,6 +4,7 @@ Usage::
 
     fraud-loadtest --data tests/fixtures/small --rates 250,500,1000 --duration 5 [--batch 1]
                    [--connections 32] [--port 8765] [--server-pid PID]
+    fraud-loadtest --in-process 5000      # features + score + reasons, no HTTP
 
 Bodies are real transactions of ``--data`` (landing Parquet files) with fresh transaction ids
 and timestamps just after the data's newest one (what arrives next). Each step offers
@@ -188,6 +189,38 @@ def measure(args: argparse.Namespace, rate: int, requests: list[bytes]) -> StepR
     )
 
 
+def in_process(bodies: list[dict], n: int) -> dict[str, float]:
+    """Features + score + reasons for one transaction at a time, in this process, on the state
+    and champion fraud-serve would load (its settings from the environment)."""
+    from ml.serving.cli import build_service
+    from ml.serving.config import ServeSettings
+    from ml.serving.online_features import cold_start_notes, compute_features
+
+    service = build_service(ServeSettings.from_env())
+    model, state = service.champion, service.state
+    assert model is not None
+    now = time.time_ns() // 1000
+    limits = Limits(max_past_seconds=10**9)
+    txns = [
+        parse_transaction({**b, "transaction_id": f"IP-{i}"}, limits, now, 0)
+        for i, b in enumerate(bodies[: min(len(bodies), n)])
+    ]
+    timings = []
+    for i in range(n):
+        txn = txns[i % len(txns)]
+        started = time.perf_counter()
+        history = state.history(txn)
+        model.decide(compute_features(txn, history), cold_start_notes(history))
+        timings.append((time.perf_counter() - started) * 1000)
+    lat = np.asarray(timings[min(200, n // 10) :])
+    return {
+        "n": int(lat.size),
+        "p50_ms": round(float(np.percentile(lat, 50)), 3),
+        "p99_ms": round(float(np.percentile(lat, 99)), 3),
+        "p999_ms": round(float(np.percentile(lat, 99.9)), 3),
+    }
+
+
 def markdown(rows: list[dict]) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -206,6 +239,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--server-pid", type=int, help="fraud-serve's pid (CPU column)")
     parser.add_argument("--token-env", default="FRAUD_SERVE_TOKEN")
+    parser.add_argument(
+        "--in-process", type=int, metavar="N", help="instead: time N in-process decisions"
+    )
     args = parser.parse_args(argv)
     if args.host != "127.0.0.1":
         parser.error("--host: loopback only (127.0.0.1)")
@@ -227,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     if not bodies:
         print(f"fraud-loadtest: no transactions under {args.data}", file=sys.stderr)
         return 2
+    if args.in_process:
+        print(markdown([in_process(bodies, min(args.in_process, 1_000_000))]))
+        return 0
     token = os.environ.get(args.token_env)
     rows, offset = [], 0
     for rate in args.rate_list:

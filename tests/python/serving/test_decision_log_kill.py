@@ -1,7 +1,10 @@
-"""The decision log's flush policy under ``kill -9``: clients score fixture transactions
-concurrently, the server is killed with SIGKILL mid-load, and every decision a client got an
+"""The decision log's flush policy under ``kill -9``, and its landing in audit: clients score
+fixture transactions concurrently, the server is killed with SIGKILL mid-load, and every decision a
+client got an
 answer for is in the log (fsynced before the reply); what is lost is at most the requests in
-flight, whose torn last line, if any, is the only line that is not valid JSON."""
+flight, whose torn last line, if any, is the only line that is not valid JSON. Then dbt
+(source decision_log → bronze.decision_log_raw → audit.online_predictions) lands every
+logged decision once, over two incremental runs."""
 
 from __future__ import annotations
 
@@ -69,3 +72,14 @@ def test_kill_9_loses_nothing_acknowledged(serving_build, tmp_path) -> None:  # 
     # at most the in-flight requests (one per client) were logged without an answer
     assert len(logged) - len(set(acknowledged)) <= CLIENTS * 2
     assert torn <= 1
+
+    # the log lands in audit.online_predictions through the dbt source and incremental models;
+    # a second run adds nothing (every decision once), the torn line never
+    log_vars = {"decision_log_path": str(tmp_path / "decisions")}
+    serving_build.run("build", "--select", "decision_log_raw+", vars=log_vars)
+    serving_build.run("build", "--select", "decision_log_raw+", vars=log_vars)
+    audit = serving_build.query(
+        "select transaction_id, model_role, reason_3 from audit.online_predictions"
+    )
+    assert len(audit) == len(logged) and set(audit.transaction_id) == logged
+    assert set(audit.model_role) == {"champion"} and audit.reason_3.notna().all()
