@@ -13,6 +13,7 @@ import pandas as pd
 from serve_process import landing_body, running_server, serve_env
 from serving_fixtures import serving_build  # noqa: F401
 
+from ml.serving.shadow_report import PAIRS_SQL, compare
 from ml.transaction_model import MODEL_NAME
 
 POLL_S = "1"
@@ -85,3 +86,19 @@ def test_challenger_shadow_then_champion_swap_without_dropping(serving_build, tm
             roles[record["role"]] = roles.get(record["role"], 0) + 1
     assert roles.get("champion", 0) == len(results)
     assert roles.get("challenger", 0) > 0
+    # landed in audit, the comparison pairs the two roles: the challenger is the same model
+    # (another version of one run), so every paired decision agrees exactly
+    serving_build.run(
+        "build",
+        "--select",
+        "decision_log_raw+",
+        vars={"decision_log_path": str(tmp_path / "decisions")},
+    )
+    pairs = serving_build.query(
+        PAIRS_SQL.format(predictions="audit.online_predictions", labels="silver.fraud_labels"),
+        [pd.Timestamp("2000-01-01").to_pydatetime(), pd.Timestamp("2100-01-01").to_pydatetime()],
+    )
+    report = compare(pairs)
+    assert report["pairs"] > 0 and report["agreement"] == 1.0
+    assert report["max_score_difference"] == 0.0
+    assert report["challenger_versions"] == [int(second.version)]
