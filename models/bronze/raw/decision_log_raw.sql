@@ -13,6 +13,9 @@
     not loaded yet, whatever file they are in. Enabled only with var decision_log_path.
 -#}
 
+{#- the folder reaches SQL through the source: validated here, so a bad value fails the compile -#}
+{%- set log_folder = decision_log_path() -%}
+
 with
 
 source_rows as (
