@@ -25,13 +25,15 @@ TEST_DIR := $(CURDIR)/.test-run
 TEST_ENV := FRAUD_WAREHOUSE_DIR=$(TEST_DIR)/warehouse FRAUD_MLFLOW_DIR=$(TEST_DIR)/mlflow
 TEST_VARS := {rf_min_fraud_customers: 10}
 
-.PHONY: help setup lock data build run lint dbt-test test test-engines bench clean mlflow-ui
+.PHONY: help setup lock data build run lint dbt-test test test-engines bench bench-serve serve clean mlflow-ui
 
 help:
 	@echo "make run    generate data, build, train, promote, score, monitor (DuckDB)"
 	@echo "make test   sqlfluff, ruff, dbt build on the small fixture, parse for warehouses, pytest"
 	@echo "make test-engines  only the SQL models on local Spark and fakesnow vs DuckDB (part of make test)"
 	@echo "make bench  benchmark harness (see README)"
+	@echo "make serve  the real-time scoring service on 127.0.0.1 (after make run)"
+	@echo "make bench-serve  load test of fraud-serve on loopback (LOADTEST_ARGS)"
 
 $(STAMP):
 	rm -f $(VENV)/.installed-*
@@ -103,6 +105,20 @@ test-engines: setup
 
 bench: setup
 	$(BIN)/fraud-bench $(BENCH_ARGS)
+
+# Real-time scoring on 127.0.0.1 (settings: README "Real-time scoring"), on the main job's
+# warehouse and registry (run `make run` first).
+serve: setup
+	$(BIN)/fraud-serve
+
+# Load test of a fraud-serve started here on a free loopback port and stopped afterwards.
+LOADTEST_ARGS ?= --rates 100,200,400 --duration 5
+LOADTEST_PORT ?= 18765
+bench-serve: setup
+	FRAUD_SERVE_PORT=$(LOADTEST_PORT) FRAUD_SERVE_LOG_DIR=$(CURDIR)/bench/out/decisions \
+	    $(BIN)/fraud-serve & server=$$!; trap 'kill $$server 2>/dev/null || true; wait $$server || true' EXIT; \
+	for i in $$(seq 1 120); do curl -sf http://127.0.0.1:$(LOADTEST_PORT)/readyz > /dev/null && break; sleep 1; done; \
+	$(BIN)/fraud-loadtest --port $(LOADTEST_PORT) --server-pid $$server --data $(RAW_DIR) $(LOADTEST_ARGS)
 
 # mlflow ui runs its server (uvicorn or gunicorn) and workers as child processes, which outlive
 # a plain `mlflow` killed by make. Run it in a session (process group) of its own and end that

@@ -7,6 +7,7 @@
       number_var(name)          a plain decimal number                     high_value_amount
       identifier_var(name, d)   [A-Za-z_][A-Za-z0-9_]*                     raw_file_name_column, raw_file_row_column
       raw_data_path()           letters, digits and _ . / - + @ : ~ only   raw_data_path
+      decision_log_path()       the same                                    decision_log_path
       schema_prefix()           letters, digits and _ (may be empty)       schema_prefix
     Role names are validated where they are quoted (macros/governance/quote_grantee.sql).
     Lists of accepted values are not settings: they are seeds (seeds/*.csv).
@@ -62,6 +63,16 @@
     {%- set value = var('raw_data_path', 'tests/fixtures/small' if target.name == 'test' else 'data/raw') -%}
     {%- if value is not string or not modules.re.fullmatch('[A-Za-z0-9_./+@:~ -]+', value) -%}
         {{ _invalid_var('raw_data_path', value,
+            'a folder path of letters, digits, spaces and _ . / - + @ : ~ (no quotes)') }}
+    {%- endif -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+{#- The default must match models/bronze/raw/_raw__decision_log_sources.yml. -#}
+{% macro decision_log_path() -%}
+    {%- set value = var('decision_log_path', 'warehouse/decisions') -%}
+    {%- if value is not string or not modules.re.fullmatch('[A-Za-z0-9_./+@:~ -]+', value) -%}
+        {{ _invalid_var('decision_log_path', value,
             'a folder path of letters, digits, spaces and _ . / - + @ : ~ (no quotes)') }}
     {%- endif -%}
     {{ return(value) }}

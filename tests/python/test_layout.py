@@ -11,7 +11,7 @@ from conftest import PROJECT_ROOT
 
 ML = PROJECT_ROOT / "ml"
 # Lifecycle order: a package may import the shared modules and earlier stages only.
-STAGES = ("training", "validation", "promotion", "scoring", "monitoring")
+STAGES = ("training", "validation", "promotion", "scoring", "monitoring", "serving")
 SHARED = {
     "settings",
     "provenance",

@@ -57,6 +57,12 @@ BAD_SETTINGS: dict[str, tuple[str, str, dict[str, Any], str]] = {
         {"raw_data_path": "data/raw/x.parquet'); select * from read_csv('/etc/passwd"},
         "Invalid var raw_data_path",
     ),
+    "decision_log_path with a quote": (
+        "test",
+        "decision_log_raw",
+        {"decision_log_path": "warehouse/decisions'); select * from read_csv('/etc/passwd"},
+        "Invalid var decision_log_path",
+    ),
     "raw_data_path with a quote (customers)": (
         "test",
         "customers_raw",

@@ -1,0 +1,151 @@
+"""``fraud-serve``: load the online state from the warehouse, the transaction classifier's
+@champion (and @challenger) from the registry, and serve ``ml.serving.app`` on uvicorn.
+
+Exit 2 when it cannot start: a setting is invalid, the warehouse cannot be read, or no version
+has @champion on a target that is not a development one (``config.FALLBACK_TARGETS``: there,
+the latest registered version is served with a loud warning, as batch scoring does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+import pandas as pd
+
+from ml import registry
+from ml.serving.bootstrap import bootstrap
+from ml.serving.config import ServeSettings, SettingError
+from ml.serving.decision_log import DecisionLog
+from ml.serving.model import NoModelError, OnlineModel, alias_version, load_model
+from ml.serving.service import ScoringService
+from ml.serving.state import FeatureState, InMemoryState
+from ml.transaction_model import MODEL_NAME
+from ml.warehouse import WarehouseError
+
+logger = logging.getLogger("fraud-serve")
+SAMPLE_ROWS = 200
+UNVALIDATED_ALIAS = "latest_unvalidated"
+
+
+def make_state(settings: ServeSettings) -> FeatureState:
+    """The embedded in-process state (``ServeSettings.from_env`` accepts no other yet)."""
+    return InMemoryState(settings.report_retention_days)
+
+
+def load_champion(settings: ServeSettings, sample: pd.DataFrame) -> OnlineModel:
+    version = alias_version(registry.CHAMPION_ALIAS)
+    if version is not None:
+        return load_model(registry.CHAMPION_ALIAS, version, sample)
+    if not settings.allows_unpromoted:
+        raise NoModelError(
+            f"refusing to start: no version of {MODEL_NAME} has alias "
+            f"@{registry.CHAMPION_ALIAS} and target {settings.target!r} is a production target "
+            "(promote one with fraud-promote --model transaction_classifier)"
+        )
+    latest = registry.latest_version(MODEL_NAME)
+    if latest is None:
+        raise NoModelError(f"no version of {MODEL_NAME} is registered: run `make run` first")
+    logger.warning(
+        "SERVING AN UNVALIDATED MODEL: no @%s on %s; target %r allows the latest version (v%s)",
+        registry.CHAMPION_ALIAS,
+        MODEL_NAME,
+        settings.target,
+        latest.version,
+    )
+    return load_model(UNVALIDATED_ALIAS, latest, sample)
+
+
+def build_service(settings: ServeSettings) -> ScoringService:
+    from ml.warehouse import connect
+
+    registry.configure()
+    if alias_version(registry.CHAMPION_ALIAS) is None and not settings.allows_unpromoted:
+        raise NoModelError(
+            f"refusing to start: no version of {MODEL_NAME} has alias "
+            f"@{registry.CHAMPION_ALIAS} and target {settings.target!r} is a production target "
+            "(promote one with fraud-promote --model transaction_classifier)"
+        )
+    state = make_state(settings)
+    started = time.perf_counter()
+    with connect(settings.target, read_only=True) as warehouse:
+        if settings.bootstrap:
+            summary = bootstrap(state, warehouse, settings.report_retention_days)
+            logger.warning(
+                "state bootstrapped in %.1f s: %s", time.perf_counter() - started, summary
+            )
+        features = warehouse.relation("gold", "transaction_risk_features")
+        sample = warehouse.query(
+            f"select * from {features} order by transaction_at desc limit {SAMPLE_ROWS}"
+        )
+    champion = load_champion(settings, sample)
+    challenger_version = alias_version(registry.CHALLENGER_ALIAS)
+    challenger = (
+        load_model(registry.CHALLENGER_ALIAS, challenger_version, sample)
+        if challenger_version is not None
+        else None
+    )
+    log = DecisionLog(settings.log_dir, sync=settings.log_sync, max_bytes=settings.log_max_bytes)
+    return ScoringService(
+        state, champion, log, settings.limits, challenger=challenger, sample=sample
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="fraud-serve", description=__doc__)
+    parser.add_argument("--host", help="listen address (FRAUD_SERVE_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (FRAUD_SERVE_PORT, default 8765)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args(argv)
+    try:
+        settings = ServeSettings.from_env()
+        overrides: dict[str, Any] = {}
+        if args.host:
+            overrides["host"] = args.host
+        if args.port:
+            overrides["port"] = args.port
+        if overrides:
+            settings = ServeSettings(**{**settings.__dict__, **overrides})
+        service = build_service(settings)
+    except (SettingError, NoModelError, WarehouseError) as exc:
+        print(f"fraud-serve: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from ml.serving.app import create_app
+
+    app = create_app(
+        service,
+        token=settings.token,
+        max_body_bytes=settings.max_body_bytes,
+        alias_poll_seconds=settings.alias_poll_seconds,
+    )
+    assert service.champion is not None
+    print(
+        f"fraud-serve: {service.champion.name} v{service.champion.version} "
+        f"(@{service.champion.alias}) on http://{settings.host}:{settings.port} "
+        f"state={settings.state_url} log={settings.log_dir}",
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=5,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

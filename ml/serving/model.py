@@ -1,0 +1,177 @@
+"""The model a worker scores with: a registered transaction classifier version, loaded by alias,
+compiled to a one-row path and checked against scikit-learn before use.
+
+One-row path (``OnlineModel.score``): the preprocessing step's ordinal codes from dictionaries
+and the numeric features passed through, in the order of ``get_feature_names_out`` (what the
+pipeline's ColumnTransformer does), then LightGBM's booster on one float64 row: probability and
+TreeSHAP contributions (the same calls as ``ml.transaction_model``). The project's fast
+evaluator compiles scikit-learn forests only, so a LightGBM champion uses its own booster; any
+other family goes through the scikit-learn pipeline on a one-row frame (slower, same numbers).
+``check_against_pipeline`` compares the one-row path with ``fraud_probability`` /
+``contributions`` on sample rows and raises ``ModelCheckError`` past ``CHECK_TOLERANCE``; a
+model that fails is never swapped in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml import registry
+from ml.scores import CLASSIFIER_KIND, confidence, flag, risk_bands
+from ml.scoring.selection import run_decision_threshold
+from ml.scoring.transaction_reasons import reasons_for_row
+from ml.transaction_model import (
+    CATEGORICAL_COLUMNS,
+    FEATURE_COLUMNS,
+    MODEL_NAME,
+    PREPROCESS_STEP,
+    classifier_of,
+    contributions,
+    feature_matrix,
+    fraud_probability,
+)
+
+CHECK_TOLERANCE = 1e-9
+
+
+class ModelCheckError(RuntimeError):
+    """The one-row path disagrees with the scikit-learn pipeline (the model is not used)."""
+
+
+class NoModelError(RuntimeError):
+    """No version has the alias the service needs."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    fraud_probability: float
+    is_flagged: bool
+    risk_band: str
+    reasons: list[str]
+    contributions: dict[str, float] = field(repr=False)
+
+
+@dataclass
+class OnlineModel:
+    """A loaded, checked model version (immutable once built: swapped whole)."""
+
+    name: str
+    version: int
+    run_id: str | None
+    alias: str
+    pipeline: Any
+    threshold: float
+    columns: tuple[str, ...] = ()
+    codes: dict[str, dict[str, float]] = field(default_factory=dict)
+    booster: Any = None
+
+    @classmethod
+    def build(
+        cls,
+        pipeline: Any,
+        name: str,
+        version: int,
+        run_id: str | None,
+        alias: str,
+        threshold: float,
+    ) -> OnlineModel:
+        model = cls(name, version, run_id, alias, pipeline, threshold)
+        preprocess = pipeline.named_steps[PREPROCESS_STEP]
+        model.columns = tuple(str(c) for c in preprocess.get_feature_names_out())
+        encoder = preprocess.named_transformers_["categorical"]
+        for column, values in zip(CATEGORICAL_COLUMNS, encoder.categories_, strict=True):
+            model.codes[column] = {str(v): float(i) for i, v in enumerate(values)}
+        model.booster = getattr(classifier_of(pipeline), "booster_", None)
+        return model
+
+    # -- one row ------------------------------------------------------------------------------
+    def row(self, features: Mapping[str, Any]) -> np.ndarray:
+        values = [
+            self.codes[c].get(str(features[c]), math.nan) if c in self.codes else float(features[c])
+            for c in self.columns
+        ]
+        return np.asarray([values], dtype="float64")
+
+    def probability_and_contributions(
+        self, features: Mapping[str, Any]
+    ) -> tuple[float, dict[str, float]]:
+        if self.booster is not None:
+            matrix = self.row(features)
+            # TreeSHAP values sum to the raw margin (last column: the expected value), so one
+            # booster call gives both (binary objective: P = sigmoid(margin))
+            raw = self.booster.predict(matrix, pred_contrib=True, num_threads=1)[0]
+            probability = 1.0 / (1.0 + math.exp(-float(raw.sum())))
+            contrib = {c: float(v) for c, v in zip(self.columns, raw[:-1], strict=True)}
+            return probability, contrib
+        frame = feature_matrix(pd.DataFrame([dict(features)]))
+        probability = float(fraud_probability(self.pipeline, frame)[0])
+        contrib = contributions(self.pipeline, frame).iloc[0].to_dict()
+        return probability, {str(k): float(v) for k, v in contrib.items()}
+
+    def decide(self, features: Mapping[str, Any], notes: Sequence[str] = ()) -> Decision:
+        """Score one transaction: probability, flag, band and three reasons (cold-start notes,
+        when any, take the last slots so the reply says the defaults were used)."""
+        probability, contrib = self.probability_and_contributions(features)
+        scores = np.asarray([probability])
+        flagged = flag(scores, self.threshold, CLASSIFIER_KIND)
+        band = risk_bands(flagged, confidence(scores, self.threshold, flagged))[0]
+        reasons = reasons_for_row(features, contrib)
+        if notes:
+            keep = max(0, len(reasons) - len(notes))
+            reasons = (reasons[:keep] + list(notes))[: len(reasons)]
+        return Decision(probability, bool(flagged[0]), str(band), reasons, contrib)
+
+    def describe(self) -> dict[str, Any]:
+        return {"model_name": self.name, "model_version": self.version, "alias": self.alias}
+
+
+def check_against_pipeline(model: OnlineModel, rows: pd.DataFrame) -> dict[str, float]:
+    """Max absolute differences of the one-row path against the pipeline on ``rows`` (the
+    feature table's columns); raises ``ModelCheckError`` past ``CHECK_TOLERANCE``."""
+    if rows.empty:
+        raise ModelCheckError("no sample rows to check the model against")
+    X = feature_matrix(rows)
+    expected_p = fraud_probability(model.pipeline, X)
+    expected_c = contributions(model.pipeline, X)
+    worst_p = worst_c = 0.0
+    for i, record in enumerate(rows[list(FEATURE_COLUMNS)].to_dict("records")):
+        p, contrib = model.probability_and_contributions(record)
+        worst_p = max(worst_p, abs(p - expected_p[i]))
+        for column in FEATURE_COLUMNS:
+            worst_c = max(worst_c, abs(contrib[column] - float(expected_c.iloc[i][column])))
+    if worst_p > CHECK_TOLERANCE or worst_c > CHECK_TOLERANCE:
+        raise ModelCheckError(
+            f"{model.name} v{model.version}: one-row path differs from scikit-learn "
+            f"(probability {worst_p:.3g}, contributions {worst_c:.3g} > {CHECK_TOLERANCE})"
+        )
+    return {"probability": worst_p, "contributions": worst_c, "rows": float(len(rows))}
+
+
+def alias_version(alias: str, name: str = MODEL_NAME, client: Any | None = None) -> Any | None:
+    """The registered version holding ``alias`` (None when none does)."""
+    return registry.version_by_alias(name, alias, client)
+
+
+def load_model(
+    alias: str, version: Any, sample: pd.DataFrame, client: Any | None = None
+) -> OnlineModel:
+    """Load ``version`` (an MLflow ModelVersion), build the one-row path and check it."""
+    number = int(version.version)
+    pipeline = registry.load_sklearn_model(version.name, number)
+    threshold = run_decision_threshold(version.run_id, client)
+    model = OnlineModel.build(
+        pipeline,
+        str(version.name),
+        number,
+        version.run_id,
+        alias,
+        0.5 if threshold is None else float(threshold),
+    )
+    check_against_pipeline(model, sample)
+    return model
