@@ -137,21 +137,33 @@ def fraud_probability(pipeline: Any, X: pd.DataFrame) -> np.ndarray:
     return np.asarray(pipeline.predict_proba(X)[:, positive], dtype="float64")
 
 
-def contributions(pipeline: Any, X: pd.DataFrame) -> pd.DataFrame:
+SHAP_METHOD = "shap"  # exact TreeSHAP
+PATH_METHOD = "path"  # path attribution (Saabas): the changes of the node values along the path
+
+
+def contributions(pipeline: Any, X: pd.DataFrame, method: str = SHAP_METHOD) -> pd.DataFrame:
     """Per-row, per-feature contribution to the score, rows of ``X`` by ``FEATURE_COLUMNS``
     (positive = pushes towards fraud).
 
-    LightGBM (a ``booster_``): exact TreeSHAP, ``predict(..., pred_contrib=True)``, in the
-    model's raw log-odds units (the bias column dropped); rows sum to the margin minus the
-    expected value. Any other classifier: ablation on the probability (``ml.scores``: each
-    feature set to the batch median of what the classifier sees, the row rescored; one pass
-    per feature)."""
+    LightGBM (a ``booster_``), in the model's raw log-odds units: ``method='shap'`` exact
+    TreeSHAP, ``predict(..., pred_contrib=True)`` (the bias column dropped; rows sum to the
+    margin minus the expected value); ``method='path'`` the path attribution of
+    ``path_contributions`` (rows sum to the margin minus the trees' root values; about 100
+    times faster: exact TreeSHAP measured 50-80 rows/s on 2 busy cores for 300 trees of 31
+    leaves). Any other classifier: ablation on the probability (``ml.scores``: each feature
+    set to the batch median of what the classifier sees, the row rescored; one pass per
+    feature)."""
+    if method not in (SHAP_METHOD, PATH_METHOD):
+        raise ValueError(f"contribution method {method!r}: {SHAP_METHOD} or {PATH_METHOD}")
     matrix = transformed(pipeline, X)
     clf = classifier_of(pipeline)
     booster = getattr(clf, "booster_", None)
     if booster is not None:
-        raw = booster.predict(matrix.to_numpy(), pred_contrib=True)
-        values = pd.DataFrame(np.asarray(raw)[:, :-1], columns=matrix.columns, index=X.index)
+        if method == PATH_METHOD:
+            raw = path_contributions(booster, matrix.to_numpy())
+        else:
+            raw = np.asarray(booster.predict(matrix.to_numpy(), pred_contrib=True))[:, :-1]
+        values = pd.DataFrame(raw, columns=matrix.columns, index=X.index)
     else:
         from ml.scores import ablation_contributions
 
@@ -163,6 +175,57 @@ def contributions(pipeline: Any, X: pd.DataFrame) -> pd.DataFrame:
 
         values = ablation_contributions(score, matrix)
     return values.reindex(columns=list(FEATURE_COLUMNS), fill_value=0.0)
+
+
+def _leaf_tables(booster: Any) -> list[np.ndarray]:
+    """Per tree, per leaf: the contribution of each feature on the path from the root to that
+    leaf (each split credits its feature with child value minus node value)."""
+    model = booster.dump_model()
+    n_features = booster.num_feature()
+    tables: list[np.ndarray] = []
+    for info in model["tree_info"]:
+        root = info["tree_structure"]
+        table = np.zeros((max(int(info["num_leaves"]), 1), n_features))
+        stack: list[tuple[dict[str, Any], np.ndarray]] = (
+            [] if "leaf_index" in root else [(root, np.zeros(n_features))]
+        )
+        while stack:
+            node, path = stack.pop()
+            for side in ("left_child", "right_child"):
+                child = node[side]
+                is_leaf = "leaf_index" in child
+                value = child["leaf_value"] if is_leaf else child["internal_value"]
+                step = path.copy()
+                step[int(node["split_feature"])] += value - node["internal_value"]
+                if is_leaf:
+                    table[int(child["leaf_index"])] = step
+                else:
+                    stack.append((child, step))
+        tables.append(table)
+    return tables
+
+
+_LEAF_TABLES: dict[int, tuple[Any, list[np.ndarray]]] = {}
+
+
+def path_contributions(booster: Any, matrix: np.ndarray) -> np.ndarray:
+    """Path attribution (Saabas, "treeinterpreter") of a LightGBM binary booster: for every
+    row and tree, the leaf it falls in (``predict(pred_leaf=True)``) and the feature credits
+    on that leaf's path, summed over trees. Exact for the model's margin (rows sum to it minus
+    the sum of the trees' root values); unlike TreeSHAP it credits a split's feature with the
+    whole change at that split, so a feature high in the trees can get more credit. The leaf
+    tables are built once per booster."""
+    key = id(booster)
+    if key not in _LEAF_TABLES or _LEAF_TABLES[key][0] is not booster:
+        _LEAF_TABLES[key] = (booster, _leaf_tables(booster))
+    tables = _LEAF_TABLES[key][1]
+    leaves = np.asarray(booster.predict(matrix, pred_leaf=True), dtype=np.int64)
+    if leaves.ndim == 1:
+        leaves = leaves[:, None]
+    out = np.zeros((matrix.shape[0], booster.num_feature()))
+    for t, table in enumerate(tables):
+        out += table[leaves[:, t]]
+    return out
 
 
 def _positive_index(clf: Any) -> int:

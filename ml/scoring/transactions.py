@@ -34,6 +34,8 @@ from ml.scoring.transaction_reasons import REASON_COLUMNS, reason_columns
 from ml.settings import from_env
 from ml.timing import phase
 from ml.transaction_model import (
+    PATH_METHOD,
+    SHAP_METHOD,
     THRESHOLD_KEY,
     contributions,
     feature_matrix,
@@ -150,10 +152,12 @@ def score_transactions(
     scored_at = (scored_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
     if len(features) == 0:
         return _empty()
-    parts = [
-        _score_chunk(features.iloc[start : start + chunk_rows], pipeline, threshold)
-        for start in range(0, len(features), chunk_rows)
-    ]
+    parts = []
+    for start in range(0, len(features), chunk_rows):
+        parts.append(_score_chunk(features.iloc[start : start + chunk_rows], pipeline, threshold))
+        logger.info(
+            "scored %d of %d transactions", min(start + chunk_rows, len(features)), len(features)
+        )
     out = pd.concat(parts, ignore_index=True)
     n = len(out)
     out["model_name"] = model.name
@@ -171,7 +175,14 @@ def _score_chunk(features: pd.DataFrame, pipeline: Any, threshold: float) -> pd.
     probability = fraud_probability(pipeline, X)
     flagged = flag(probability, threshold, CLASSIFIER_KIND)
     conf = confidence(probability, threshold, flagged)
-    reasons = reason_columns(X, contributions(pipeline, X))
+    # Exact TreeSHAP for the flagged transactions (the ones investigators open), the path
+    # attribution for the rest: exact TreeSHAP of every row measured 50-80 rows/s on 2 busy
+    # cores, the path attribution about 11,000 (ml.transaction_model.contributions).
+    contrib = contributions(pipeline, X, method=PATH_METHOD)
+    if flagged.any():
+        rows = X.index[flagged]
+        contrib.loc[rows] = contributions(pipeline, X.loc[rows], method=SHAP_METHOD)
+    reasons = reason_columns(X, contrib)
     out = pd.DataFrame(
         {
             "transaction_id": features["transaction_id"].astype(str).to_numpy(),

@@ -60,3 +60,23 @@ def test_feature_matrix_orders_and_encodes_with_fixed_categories() -> None:
 def test_feature_matrix_names_missing_columns() -> None:
     with pytest.raises(KeyError, match="amount"):
         tm.feature_matrix(_frame().drop(columns=["amount"]))
+
+
+def test_path_contributions_add_up_to_the_margin() -> None:
+    import lightgbm as lgb
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5))
+    y = (X[:, 0] + 0.5 * X[:, 3] + rng.normal(scale=0.5, size=400) > 0).astype(int)
+    clf = lgb.LGBMClassifier(n_estimators=20, num_leaves=7, verbose=-1).fit(X, y)
+    booster = clf.booster_
+    contrib = tm.path_contributions(booster, X)
+    roots = sum(
+        info["tree_structure"].get("internal_value", info["tree_structure"].get("leaf_value", 0))
+        for info in booster.dump_model()["tree_info"]
+    )
+    assert contrib.shape == (400, 5)
+    assert np.allclose(contrib.sum(axis=1), booster.predict(X, raw_score=True) - roots)
+    # the informative features get the credit
+    assert np.abs(contrib).mean(axis=0).argmax() == 0
