@@ -98,3 +98,15 @@ def test_committed_fixture_holds_the_feed_of_its_own_transactions() -> None:
     committed = pq.read_table(FIXTURE / "fraud_reports" / "batch_0000.parquet")
     assert committed.equals(label_feed.for_batch(datagen.generate(config)))
     assert pc.count(committed.column("transaction_id")).as_py() > 100
+
+
+def test_the_feed_writes_only_report_types_of_the_reference_seed() -> None:
+    """seeds/report_types.csv is what silver accepts: a type the simulator writes but the seed
+    lacks would be rejected row by row (and a seed type the simulator never writes is untested)."""
+    import csv
+
+    from ml.settings import PROJECT_ROOT
+
+    with open(PROJECT_ROOT / "seeds" / "report_types.csv", newline="") as handle:
+        seeded = {row["report_type"] for row in csv.DictReader(handle)}
+    assert set(label_feed.REPORT_TYPES) == seeded
