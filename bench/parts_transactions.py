@@ -91,9 +91,7 @@ class TransactionParts:
         )
 
     def part_tx_scoring(self) -> None:
-        # best of 2 (1 above 1M rows: TreeSHAP is the slow step)
-        repeats = 1 if self.config.transactions > 1_000_000 else 2
-        spec = {"warehouse_file": str(self.warehouse_file), "repeats": repeats}
+        spec = {"warehouse_file": str(self.warehouse_file), "repeats": 1}
         run, result = self.run_worker("tx_scoring", spec, "tx_scoring")
         self.results.details["tx_scoring"] = {**result, "peak_rss": run.peak_rss}
         if result.get("model") is None:
@@ -119,7 +117,8 @@ class TransactionParts:
                 rows,
                 result["rows_per_s"],
                 _mib(run.peak_rss),
-                f"{result['model']}, {result['classifier']}"
+                f"{result['model']}, {result['classifier']}; a uniform sample of "
+                f"{rows:,} of the table's {result.get('table_rows', rows):,} rows"
                 + ("" if result["reasons_seconds"] is not None else "; reasons PENDING"),
             )
         )
