@@ -64,9 +64,17 @@ def resolve_settings(
     return MlflowSettings(tracking, registry, artifacts)
 
 
+_SERVING_FLAG = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"  # see configure()
+
+
 def configure(tracking_uri: str | None = None, registry_uri: str | None = None) -> MlflowSettings:
     """Point the mlflow client at the tracking store and registry; create the local folder."""
     settings = resolve_settings(tracking_uri, registry_uri)
+    # MLflow validates an input example inside a context manager that sets this flag and, on
+    # exit, deletes it when it was unset: two dbt Python models doing so in threads of one
+    # process raced (KeyError on the second delete). Set to its falsy value it is restored,
+    # never deleted; "false" reads as not-serving exactly as unset does.
+    os.environ.setdefault(_SERVING_FLAG, "false")
     if settings.tracking_uri.startswith("sqlite:"):
         local_mlflow_dir().mkdir(parents=True, exist_ok=True)
     # mlflow also exports both URIs to os.environ (for subprocesses). Put the caller's
