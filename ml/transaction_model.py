@@ -208,18 +208,33 @@ def _leaf_tables(booster: Any) -> list[np.ndarray]:
 _LEAF_TABLES: dict[int, tuple[Any, list[np.ndarray]]] = {}
 
 
-def path_contributions(booster: Any, matrix: np.ndarray) -> np.ndarray:
+def explained_contributions(pipeline: Any, X: pd.DataFrame, flagged: np.ndarray) -> pd.DataFrame:
+    """The contributions the reasons are written from, one rule for batch scoring and the
+    real-time service: exact TreeSHAP for the flagged transactions (the ones investigators
+    open), the path attribution for the rest (``contributions``: exact TreeSHAP of every row
+    is too slow for either path)."""
+    contrib = contributions(pipeline, X, method=PATH_METHOD)
+    if flagged.any():
+        rows = X.index[flagged]
+        contrib.loc[rows] = contributions(pipeline, X.loc[rows], method=SHAP_METHOD)
+    return contrib
+
+
+def path_contributions(booster: Any, matrix: np.ndarray, num_threads: int = 0) -> np.ndarray:
     """Path attribution (Saabas, "treeinterpreter") of a LightGBM binary booster: for every
     row and tree, the leaf it falls in (``predict(pred_leaf=True)``) and the feature credits
     on that leaf's path, summed over trees. Exact for the model's margin (rows sum to it minus
     the sum of the trees' root values); unlike TreeSHAP it credits a split's feature with the
     whole change at that split, so a feature high in the trees can get more credit. The leaf
-    tables are built once per booster."""
+    tables are built once per booster. ``num_threads`` as LightGBM's (0: its default; 1 for
+    one row, where the thread pool costs more than the work)."""
     key = id(booster)
     if key not in _LEAF_TABLES or _LEAF_TABLES[key][0] is not booster:
         _LEAF_TABLES[key] = (booster, _leaf_tables(booster))
     tables = _LEAF_TABLES[key][1]
-    leaves = np.asarray(booster.predict(matrix, pred_leaf=True), dtype=np.int64)
+    leaves = np.asarray(
+        booster.predict(matrix, pred_leaf=True, num_threads=num_threads), dtype=np.int64
+    )
     if leaves.ndim == 1:
         leaves = leaves[:, None]
     out = np.zeros((matrix.shape[0], booster.num_feature()))

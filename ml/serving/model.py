@@ -3,8 +3,9 @@ compiled to a one-row path and checked against scikit-learn before use.
 
 One-row path (``OnlineModel.score``): the preprocessing step's ordinal codes from dictionaries
 and the numeric features passed through, in the order of ``get_feature_names_out`` (what the
-pipeline's ColumnTransformer does), then LightGBM's booster on one float64 row: probability and
-TreeSHAP contributions (the same calls as ``ml.transaction_model``). The project's fast
+pipeline's ColumnTransformer does), then LightGBM's booster on one float64 row: the margin, and
+the contributions by the batch rule (``ml.transaction_model.explained_contributions``: exact
+TreeSHAP when flagged, the path attribution otherwise). The project's fast
 evaluator compiles scikit-learn forests only, so a LightGBM champion uses its own booster; any
 other family goes through the scikit-learn pipeline on a one-row frame (slower, same numbers).
 ``check_against_pipeline`` compares the one-row path with ``fraud_probability`` /
@@ -33,8 +34,10 @@ from ml.transaction_model import (
     PREPROCESS_STEP,
     classifier_of,
     contributions,
+    explained_contributions,
     feature_matrix,
     fraud_probability,
+    path_contributions,
 )
 
 CHECK_TOLERANCE = 1e-9
@@ -100,32 +103,39 @@ class OnlineModel:
 
     def probability_and_contributions(
         self, features: Mapping[str, Any]
-    ) -> tuple[float, dict[str, float]]:
+    ) -> tuple[float, bool, dict[str, float]]:
+        """Probability, flag and the contributions the reasons are written from, by the rule
+        of ``ml.transaction_model.explained_contributions`` (exact TreeSHAP when flagged, the
+        path attribution otherwise), so the reasons equal gold.transaction_fraud_scores'."""
         if self.booster is not None:
             matrix = self.row(features)
-            # TreeSHAP values sum to the raw margin (last column: the expected value), so one
-            # booster call gives both (binary objective: P = sigmoid(margin))
-            raw = self.booster.predict(matrix, pred_contrib=True, num_threads=1)[0]
-            probability = 1.0 / (1.0 + math.exp(-float(raw.sum())))
-            contrib = {c: float(v) for c, v in zip(self.columns, raw[:-1], strict=True)}
-            return probability, contrib
+            margin = float(self.booster.predict(matrix, raw_score=True, num_threads=1)[0])
+            probability = 1.0 / (1.0 + math.exp(-margin))  # binary objective
+            flagged = bool(flag(np.asarray([probability]), self.threshold, CLASSIFIER_KIND)[0])
+            if flagged:
+                raw = self.booster.predict(matrix, pred_contrib=True, num_threads=1)[0][:-1]
+            else:
+                raw = path_contributions(self.booster, matrix, num_threads=1)[0]
+            contrib = {c: float(v) for c, v in zip(self.columns, raw, strict=True)}
+            return probability, flagged, contrib
         frame = feature_matrix(pd.DataFrame([dict(features)]))
         probability = float(fraud_probability(self.pipeline, frame)[0])
+        flagged = bool(flag(np.asarray([probability]), self.threshold, CLASSIFIER_KIND)[0])
         contrib = contributions(self.pipeline, frame).iloc[0].to_dict()
-        return probability, {str(k): float(v) for k, v in contrib.items()}
+        return probability, flagged, {str(k): float(v) for k, v in contrib.items()}
 
     def decide(self, features: Mapping[str, Any], notes: Sequence[str] = ()) -> Decision:
         """Score one transaction: probability, flag, band and three reasons (cold-start notes,
         when any, take the last slots so the reply says the defaults were used)."""
-        probability, contrib = self.probability_and_contributions(features)
+        probability, is_flagged, contrib = self.probability_and_contributions(features)
         scores = np.asarray([probability])
-        flagged = flag(scores, self.threshold, CLASSIFIER_KIND)
+        flagged = np.asarray([is_flagged])
         band = risk_bands(flagged, confidence(scores, self.threshold, flagged))[0]
         reasons = reasons_for_row(features, contrib)
         if notes:
             keep = max(0, len(reasons) - len(notes))
             reasons = (reasons[:keep] + list(notes))[: len(reasons)]
-        return Decision(probability, bool(flagged[0]), str(band), reasons, contrib)
+        return Decision(probability, is_flagged, str(band), reasons, contrib)
 
     def describe(self) -> dict[str, Any]:
         return {"model_name": self.name, "model_version": self.version, "alias": self.alias}
@@ -138,10 +148,11 @@ def check_against_pipeline(model: OnlineModel, rows: pd.DataFrame) -> dict[str, 
         raise ModelCheckError("no sample rows to check the model against")
     X = feature_matrix(rows)
     expected_p = fraud_probability(model.pipeline, X)
-    expected_c = contributions(model.pipeline, X)
+    flagged = flag(expected_p, model.threshold, CLASSIFIER_KIND)
+    expected_c = explained_contributions(model.pipeline, X, flagged)
     worst_p = worst_c = 0.0
     for i, record in enumerate(rows[list(FEATURE_COLUMNS)].to_dict("records")):
-        p, contrib = model.probability_and_contributions(record)
+        p, _, contrib = model.probability_and_contributions(record)
         worst_p = max(worst_p, abs(p - expected_p[i]))
         for column in FEATURE_COLUMNS:
             worst_c = max(worst_c, abs(contrib[column] - float(expected_c.iloc[i][column])))

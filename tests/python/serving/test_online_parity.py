@@ -14,7 +14,6 @@ import pytest
 from serving_fixtures import serving_build, serving_env  # noqa: F401
 
 from ml import registry
-from ml.scoring.transaction_reasons import reason_columns
 from ml.serving.bootstrap import replay, set_reference
 from ml.serving.model import alias_version, load_model
 from ml.serving.online_features import (
@@ -26,7 +25,7 @@ from ml.serving.online_features import (
     epoch_micros,
 )
 from ml.serving.state import REPORT_ACCEPTED, REPORT_DUPLICATE, InMemoryState
-from ml.transaction_model import FEATURE_COLUMNS, contributions, feature_matrix, fraud_probability
+from ml.transaction_model import FEATURE_COLUMNS
 
 TOLERANCE = 1e-9
 HOUR = 3600 * 1_000_000
@@ -82,21 +81,32 @@ def test_features_equal_the_batch_table_row_for_row(parity) -> None:
     assert online.is_new_customer.any() and (~online.is_new_device_30d).any()
 
 
-def test_scores_and_reasons_equal_the_batch_pipeline(parity, serving_env) -> None:  # noqa: F811
-    online, batch = parity
+def test_scores_and_reasons_equal_gold_transaction_fraud_scores(
+    parity,
+    serving_build,  # noqa: F811
+    serving_env,  # noqa: F811
+) -> None:
+    """The online decision of each replayed transaction equals its row in the batch table:
+    probability to TOLERANCE, flag, and the three reasons word for word (flagged rows by exact
+    TreeSHAP, the rest by the path attribution, in both paths)."""
+    online, _ = parity
     version = alias_version(registry.CHAMPION_ALIAS)
     assert version is not None
-    sample = batch.reset_index().iloc[:50]
-    model = load_model(registry.CHAMPION_ALIAS, version, sample)
-    rows = batch.loc[online.index[:400]]
-    X = feature_matrix(rows)
-    expected = fraud_probability(model.pipeline, X)
-    expected_reasons = reason_columns(rows, contributions(model.pipeline, X))
-    for i, (tid, features) in enumerate(online.iloc[:400].iterrows()):
-        decision = model.decide(features.to_dict())
-        assert abs(decision.fraud_probability - expected[i]) <= TOLERANCE, tid
-        assert decision.reasons == expected_reasons.iloc[i].tolist(), tid
-        assert decision.is_flagged == (expected[i] >= model.threshold)
+    model = load_model(registry.CHAMPION_ALIAS, version, parity[1].reset_index().iloc[:50])
+    gold = serving_build.query(
+        "select transaction_id, fraud_probability, is_flagged, reason_1, reason_2, reason_3, "
+        "model_version from gold.transaction_fraud_scores"
+    ).set_index("transaction_id")
+    assert (gold["model_version"] == model.version).all()
+    flagged = [t for t in gold.index[gold["is_flagged"]] if t in online.index]
+    assert len(flagged) >= 20, "the fixture should flag some transactions"
+    ids = list(dict.fromkeys([*online.index[:300], *flagged[:150]]))
+    for tid in ids:
+        decision = model.decide(online.loc[tid].to_dict())
+        row = gold.loc[tid]
+        assert abs(decision.fraud_probability - row["fraud_probability"]) <= TOLERANCE, tid
+        assert decision.is_flagged == bool(row["is_flagged"]), tid
+        assert decision.reasons == [row["reason_1"], row["reason_2"], row["reason_3"]], tid
 
 
 def at(text: str) -> int:
