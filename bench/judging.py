@@ -179,17 +179,15 @@ class Judging:
             )
         sc = d.get("tx_scoring")
         if sc and sc.get("rows_per_s"):
-            pending = sc.get("reasons_seconds") is None
             targets.append(
                 judge(
                     "tx_scoring_rate",
                     sc["rows_per_s"],
-                    f"{sc['rows_per_s']:,.0f} tx/s on {sc['rows']:,} rows"
-                    + (" (reasons PENDING: predict + contributions only)" if pending else ""),
+                    f"{sc['rows_per_s']:,.0f} tx/s on {sc['rows']:,} rows",
                     f"predict {sc['predict_seconds']:.2f}s, contributions "
-                    f"{sc['contributions_seconds']:.2f}s, reasons "
-                    + ("pending" if pending else f"{sc['reasons_seconds']:.2f}s")
-                    + f"; contributions (TreeSHAP) take "
+                    f"{sc['contributions_seconds']:.2f}s (exact TreeSHAP for the "
+                    f"{sc.get('flagged_rows', 0):,} flagged rows, path attribution for the "
+                    f"rest), reasons {sc['reasons_seconds']:.2f}s; contributions take "
                     f"{sc['contributions_seconds'] / max(sc['predict_seconds'], 1e-9):.1f}x "
                     f"predict's time; {sc['classifier']} threads {sc.get('threads')}",
                 )

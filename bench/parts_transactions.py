@@ -101,13 +101,10 @@ class TransactionParts:
         steps: list[tuple[str, Any]] = [
             ("encode (feature_matrix, not in the rate)", result["encode_seconds"]),
             ("predict_proba", result["predict_seconds"]),
-            ("contributions (pred_contrib)", result["contributions_seconds"]),
+            ("contributions (explained_contributions)", result["contributions_seconds"]),
             ("top-3 reasons (reason_columns)", result["reasons_seconds"]),
         ]
         for label, seconds in steps:
-            if seconds is None:
-                self.add(Row("tx_scoring", label, rows=rows, note=str(result["reasons"])))
-                continue
             self.add(Row("tx_scoring", label, seconds, rows, _rate(rows, seconds)))
         self.add(
             Row(
@@ -118,8 +115,7 @@ class TransactionParts:
                 result["rows_per_s"],
                 _mib(run.peak_rss),
                 f"{result['model']}, {result['classifier']}; a uniform sample of "
-                f"{rows:,} of the table's {result.get('table_rows', rows):,} rows"
-                + ("" if result["reasons_seconds"] is not None else "; reasons PENDING"),
+                f"{rows:,} of the table's {result.get('table_rows', rows):,} rows",
             )
         )
 

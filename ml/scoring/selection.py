@@ -20,6 +20,11 @@ class ModelResolutionError(RuntimeError):
     """No usable model: registry unreachable, alias or version missing, or no fallback."""
 
 
+class NothingRegisteredError(ModelResolutionError):
+    """A target that allows the fallback, and no version of the fallback model at all (its
+    training was skipped or never ran)."""
+
+
 @dataclass(frozen=True)
 class ScoringSettings:
     """Which model ``gold.fraud_scores`` uses (dbt vars of the same names, see the YAML).
@@ -103,7 +108,7 @@ def resolve_scoring_model(settings: ScoringSettings, client: Any | None = None) 
             + _not_rebuilt(settings)
         )
     if chosen is None:
-        raise ModelResolutionError(
+        raise NothingRegisteredError(
             f"No model has alias '{settings.alias}' (tried {tried}) and the fallback model "
             f"{fallback_name} has no registered version: train it first (dbt build)."
         )

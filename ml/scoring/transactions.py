@@ -26,6 +26,7 @@ from ml.registry import TRANSACTION_CLASSIFIER_MODEL, SelectedVersion
 from ml.scores import CLASSIFIER_KIND, confidence, flag, risk_bands
 from ml.scoring.selection import (
     ModelResolutionError,
+    NothingRegisteredError,
     ScoringSettings,
     resolve_scoring_model,
     run_decision_threshold,
@@ -224,8 +225,21 @@ def run_transaction_scoring(
     scored_at: datetime | None = None,
 ) -> pd.DataFrame:
     """What ``models/gold/transaction_fraud_scores.py`` calls: select and load the model,
-    score ``features`` (the transactions not scored yet, or all on a full refresh)."""
-    resolved, pipeline, threshold = load_transaction_model(settings)
+    score ``features`` (the transactions not scored yet, or all on a full refresh). On a
+    target that allows the fallback, no registered transaction classifier at all (its training
+    was skipped, e.g. too few labels at a small data size) scores nothing, with a warning: the
+    transactions stay unscored and the first build with a model scores them."""
+    try:
+        resolved, pipeline, threshold = load_transaction_model(settings)
+    except NothingRegisteredError as exc:
+        logger.warning(
+            "gold.transaction_fraud_scores: %d transaction(s) left unscored: %s "
+            "(ml_models.transaction_classifier_training_runs says why the training was "
+            "skipped)",
+            len(features),
+            exc,
+        )
+        return _empty()
     logger.info(
         "Scoring %d transactions with %s version %s (%s, threshold %.4f)",
         len(features),

@@ -61,3 +61,21 @@ def test_empty_batch_has_the_table_columns() -> None:
         scoring_batch_id="b",
     )
     assert list(out.columns) == list(ts.TRANSACTION_SCORES_COLUMNS) and len(out) == 0
+
+
+def test_no_registered_classifier_leaves_transactions_unscored_on_local_only(
+    fresh_mlflow_dir,
+) -> None:
+    """A data size whose training was skipped must not fail the build on the laptop target
+    (the rows stay unscored for the next build); a production target still refuses."""
+    from ml.scoring.selection import ModelResolutionError, NothingRegisteredError
+
+    features = pd.DataFrame({"transaction_id": ["T1"]})
+    local = ts.transaction_scoring_settings({}, "local")
+    out = ts.run_transaction_scoring(features, local, scoring_batch_id="b")
+    assert out.empty
+    assert list(out.columns) == list(ts.TRANSACTION_SCORES_COLUMNS)
+    production = ts.transaction_scoring_settings({}, "databricks")
+    with pytest.raises(ModelResolutionError) as raised:
+        ts.run_transaction_scoring(features, production, scoring_batch_id="b")
+    assert not isinstance(raised.value, NothingRegisteredError)
