@@ -80,3 +80,7 @@ def test_path_contributions_add_up_to_the_margin() -> None:
     assert np.allclose(contrib.sum(axis=1), booster.predict(X, raw_score=True) - roots)
     # the informative features get the credit
     assert np.abs(contrib).mean(axis=0).argmax() == 0
+    # the few-row gather (the real-time path) equals the tree-by-tree sum of the batch path
+    for row in range(0, 400, 37):
+        one = tm.path_contributions(booster, X[row : row + 1], num_threads=1)
+        np.testing.assert_allclose(one[0], contrib[row], rtol=0, atol=1e-12)
