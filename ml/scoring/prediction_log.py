@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -75,37 +76,14 @@ def prediction_log_rows(scores: pd.DataFrame, dbt_invocation_id: str) -> pd.Data
     ``prediction_timestamp`` = ``scored_at``; ``score`` = ``anomaly_score``;
     ``dbt_invocation_id`` = the invocation that appended the row (equal to
     ``scoring_batch_id`` when scoring and logging ran in the same ``dbt build``)."""
-    versions = scores["model_version"].astype("int64")
-    out = pd.DataFrame(
-        {
-            "prediction_id": prediction_ids(
-                scores["scoring_batch_id"].astype(str).tolist(),
-                scores["customer_id"].astype(str).tolist(),
-                scores["model_name"].astype(str).tolist(),
-                versions.tolist(),
-            ),
-            "customer_id": scores["customer_id"].astype("string"),
-            "model_name": scores["model_name"].astype("string"),
-            "model_version": versions,
-            "model_alias": scores["model_alias"].astype("string"),
-            "selection": scores["selection"].astype("string"),
-            "prediction_timestamp": pd.to_datetime(scores["scored_at"]).astype("datetime64[us]"),
-            "is_anomaly": scores["is_anomaly"].astype(bool),
-            "confidence": scores["confidence"].astype("float64"),
-            "score": scores["anomaly_score"].astype("float64"),
-            "risk_band": scores["risk_band"].astype("string"),
-            "scoring_batch_id": scores["scoring_batch_id"].astype("string"),
-            "dbt_invocation_id": pd.Series(
-                [dbt_invocation_id] * len(scores), dtype="string", index=scores.index
-            ),
-            "entity_type": pd.Series(
-                [CUSTOMER_ENTITY] * len(scores), dtype="string", index=scores.index
-            ),
-            "entity_id": scores["customer_id"].astype("string"),
-            "transaction_id": pd.Series([None] * len(scores), dtype="string", index=scores.index),
-        }
+    return _log_rows(
+        scores,
+        dbt_invocation_id,
+        entity=CUSTOMER_ENTITY,
+        entity_column="customer_id",
+        flag_column="is_anomaly",
+        score_column="anomaly_score",
     )
-    return out[list(AUDIT_COLUMNS)].reset_index(drop=True)
 
 
 def transaction_log_rows(scores: pd.DataFrame, dbt_invocation_id: str) -> pd.DataFrame:
@@ -113,16 +91,43 @@ def transaction_log_rows(scores: pd.DataFrame, dbt_invocation_id: str) -> pd.Dat
     ``entity_type`` 'transaction', ``entity_id`` = ``transaction_id``; ``score`` =
     ``fraud_probability``, ``is_anomaly`` = ``is_flagged`` (so one monitoring query serves both
     kinds of rows); the other columns as ``prediction_log_rows``."""
+    return _log_rows(
+        scores,
+        dbt_invocation_id,
+        entity=TRANSACTION_ENTITY,
+        entity_column="transaction_id",
+        flag_column="is_flagged",
+        score_column="fraud_probability",
+    )
+
+
+def _log_rows(
+    scores: pd.DataFrame,
+    dbt_invocation_id: str,
+    *,
+    entity: str,
+    entity_column: str,
+    flag_column: str,
+    score_column: str,
+) -> pd.DataFrame:
+    """The audit rows of one scores frame; customer rows keep their historical ids (no entity
+    type in the key) and a null ``transaction_id``."""
     versions = scores["model_version"].astype("int64")
     n = len(scores)
+    is_transaction = entity == TRANSACTION_ENTITY
+
+    def constant(value: Any) -> pd.Series:
+        return pd.Series([value] * n, dtype="string", index=scores.index)
+
+    entity_ids = scores[entity_column].astype("string")
     out = pd.DataFrame(
         {
             "prediction_id": prediction_ids(
                 scores["scoring_batch_id"].astype(str).tolist(),
-                scores["transaction_id"].astype(str).tolist(),
+                scores[entity_column].astype(str).tolist(),
                 scores["model_name"].astype(str).tolist(),
                 versions.tolist(),
-                [TRANSACTION_ENTITY] * n,
+                [TRANSACTION_ENTITY] * n if is_transaction else None,
             ),
             "customer_id": scores["customer_id"].astype("string"),
             "model_name": scores["model_name"].astype("string"),
@@ -130,17 +135,15 @@ def transaction_log_rows(scores: pd.DataFrame, dbt_invocation_id: str) -> pd.Dat
             "model_alias": scores["model_alias"].astype("string"),
             "selection": scores["selection"].astype("string"),
             "prediction_timestamp": pd.to_datetime(scores["scored_at"]).astype("datetime64[us]"),
-            "is_anomaly": scores["is_flagged"].astype(bool),
+            "is_anomaly": scores[flag_column].astype(bool),
             "confidence": scores["confidence"].astype("float64"),
-            "score": scores["fraud_probability"].astype("float64"),
+            "score": scores[score_column].astype("float64"),
             "risk_band": scores["risk_band"].astype("string"),
             "scoring_batch_id": scores["scoring_batch_id"].astype("string"),
-            "dbt_invocation_id": pd.Series(
-                [dbt_invocation_id] * n, dtype="string", index=scores.index
-            ),
-            "entity_type": pd.Series([TRANSACTION_ENTITY] * n, dtype="string", index=scores.index),
-            "entity_id": scores["transaction_id"].astype("string"),
-            "transaction_id": scores["transaction_id"].astype("string"),
+            "dbt_invocation_id": constant(dbt_invocation_id),
+            "entity_type": constant(entity),
+            "entity_id": entity_ids,
+            "transaction_id": entity_ids if is_transaction else constant(None),
         }
     )
     return out[list(AUDIT_COLUMNS)].reset_index(drop=True)
