@@ -49,9 +49,11 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def emitted_reasons(validator: str = DEFAULT_VALIDATOR) -> list[str]:
-    """The reasons a validation model can emit, in order (`', <reason>'` literals)."""
+    """The reasons a validation model can emit, in order (`', <reason>'` literals, and the
+    duplicate reason passed to the macro ``with_duplicate_reason('<reason>', ...)``)."""
     sql = (PROJECT_ROOT / "models" / "silver" / f"{validator}.sql").read_text()
-    return list(dict.fromkeys(re.findall(r"', ([a-z_]+)'", sql)))
+    found = re.findall(r"', ([a-z_]+)'|with_duplicate_reason\(\s*'([a-z_]+)'", sql)
+    return list(dict.fromkeys(literal or duplicate for literal, duplicate in found))
 
 
 def domain_tests(manifest: dict[str, Any]) -> list[dict[str, Any]]:
