@@ -315,8 +315,15 @@ class Build:
 
     def relations(self) -> list[dict[str, str]]:
         """Every relation of the project on this target, from the manifest: the SQL models
-        that are enabled and not ephemeral, and the sources."""
+        that are enabled and not ephemeral, and the sources an enabled node reads (a source
+        whose models are disabled, the decision log without var decision_log_path, is no
+        relation here)."""
         found = []
+        read = {
+            parent
+            for node in self.manifest["nodes"].values()
+            for parent in node.get("depends_on", {}).get("nodes", [])
+        }
         for node in self.manifest["nodes"].values():
             if node["resource_type"] != "model" or node["language"] != "sql":
                 continue
@@ -331,7 +338,9 @@ class Build:
                     "model": node["name"],
                 }
             )
-        for source in self.manifest["sources"].values():
+        for unique_id, source in self.manifest["sources"].items():
+            if unique_id not in read:
+                continue
             found.append(
                 {
                     "layer": source["source_name"],
