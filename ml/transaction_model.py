@@ -230,7 +230,8 @@ def path_contributions(booster: Any, matrix: np.ndarray, num_threads: int = 0) -
     one row, where the thread pool costs more than the work)."""
     key = id(booster)
     if key not in _LEAF_TABLES or _LEAF_TABLES[key][0] is not booster:
-        _LEAF_TABLES[key] = (booster, _leaf_tables(booster), _stacked(_leaf_tables(booster)))
+        built = _leaf_tables(booster)
+        _LEAF_TABLES[key] = (booster, built, _stacked(built))
     _, tables, stacked = _LEAF_TABLES[key]
     leaves = np.asarray(
         booster.predict(matrix, pred_leaf=True, num_threads=num_threads), dtype=np.int64
