@@ -1,6 +1,7 @@
-"""The prediction-log format of audit.model_predictions: customer rows (gold.fraud_scores) and
-transaction rows (gold.transaction_fraud_scores) side by side, told apart by ``entity_type``
-and keyed by ``entity_id`` (customer_id or transaction_id)."""
+"""The prediction-log format of audit.model_predictions: customer rows (gold.fraud_scores),
+transaction rows (gold.transaction_fraud_scores) and online decision rows of fraud-serve
+(audit.online_predictions, champion and shadow challenger) side by side, told apart by
+``entity_type`` and keyed by ``entity_id`` (customer_id or transaction_id)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from ml import registry
+from ml.scores import confidence
 
 AUDIT_COLUMNS: tuple[str, ...] = (
     "prediction_id",
@@ -29,9 +34,13 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "entity_type",
     "entity_id",
     "transaction_id",
+    # added with the online decisions (null on batch rows)
+    "model_role",
+    "decision_us",
 )
 CUSTOMER_ENTITY = "customer"
 TRANSACTION_ENTITY = "transaction"
+ONLINE_ENTITY = "online_transaction"
 
 
 def prediction_key(
@@ -144,9 +153,70 @@ def _log_rows(
             "entity_type": constant(entity),
             "entity_id": entity_ids,
             "transaction_id": entity_ids if is_transaction else constant(None),
+            "model_role": constant(None),
+            "decision_us": pd.Series([None] * n, dtype="Int64", index=scores.index),
         }
     )
     return out[list(AUDIT_COLUMNS)].reset_index(drop=True)
+
+
+def online_log_rows(online: pd.DataFrame, dbt_invocation_id: str) -> pd.DataFrame:
+    """``audit.model_predictions`` rows for an ``audit.online_predictions`` frame (one per
+    decision and role): ``entity_type`` 'online_transaction', ``prediction_id`` = the decision
+    id (unique per decision, never a sha256 of a batch key), ``scoring_batch_id`` = the log file
+    of the decision, ``is_anomaly`` = ``is_flagged``, ``confidence`` by the batch scores' rule
+    (``ml.scores.confidence``), ``selection`` 'alias' for a version loaded by @champion or
+    @challenger and 'fallback_latest_unvalidated' otherwise (the service's fallback), and
+    ``model_role`` / ``decision_us`` from the log."""
+    n = len(online)
+    score = online["score"].astype("float64").to_numpy()
+    flagged = online["is_flagged"].astype(bool).to_numpy()
+    threshold = online["decision_threshold"].astype("float64").to_numpy()
+    by_alias = online["model_alias"].isin([registry.CHAMPION_ALIAS, registry.CHALLENGER_ALIAS])
+    transaction_ids = online["transaction_id"].astype("string")
+    out = pd.DataFrame(
+        {
+            "prediction_id": online["prediction_id"].astype("string"),
+            "customer_id": online["customer_id"].astype("string"),
+            "model_name": online["model_name"].astype("string"),
+            "model_version": online["model_version"].astype("int64"),
+            "model_alias": online["model_alias"].astype("string"),
+            "selection": pd.Series(
+                np.where(by_alias, registry.SELECTION_ALIAS, registry.SELECTION_FALLBACK),
+                dtype="string",
+                index=online.index,
+            ),
+            "prediction_timestamp": pd.to_datetime(online["prediction_timestamp"]).astype(
+                "datetime64[us]"
+            ),
+            "is_anomaly": online["is_flagged"].astype(bool),
+            "confidence": pd.Series(
+                _row_confidence(score, threshold, flagged), index=online.index, dtype="float64"
+            ),
+            "score": online["score"].astype("float64"),
+            "risk_band": online["risk_band"].astype("string"),
+            "scoring_batch_id": online["source_file_name"].astype("string"),
+            "dbt_invocation_id": pd.Series(
+                [dbt_invocation_id] * n, dtype="string", index=online.index
+            ),
+            "entity_type": pd.Series([ONLINE_ENTITY] * n, dtype="string", index=online.index),
+            "entity_id": transaction_ids,
+            "transaction_id": transaction_ids,
+            "model_role": online["model_role"].astype("string"),
+            "decision_us": online["decision_us"].astype("Int64"),
+        }
+    )
+    return out[list(AUDIT_COLUMNS)].reset_index(drop=True)
+
+
+def _row_confidence(score: np.ndarray, threshold: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """``ml.scores.confidence`` with a threshold per row (each decision carries its
+    version's)."""
+    out = np.empty(len(score), dtype="float64")
+    for value in np.unique(threshold):
+        rows = threshold == value
+        out[rows] = confidence(score[rows], float(value), flagged[rows])
+    return out
 
 
 def not_yet_logged(rows: pd.DataFrame, existing_ids: Sequence[str]) -> pd.DataFrame:

@@ -40,7 +40,8 @@ class ScoringService:
     challenger: OnlineModel | None = None
     sample: pd.DataFrame | None = None  # feature rows a new version is checked on
     metrics: Metrics = field(default_factory=Metrics)
-    _shadow: asyncio.Queue[tuple[Transaction, dict[str, Any], str]] | None = None
+    # challenger work: the transaction, its features and the microseconds they took
+    _shadow: asyncio.Queue[tuple[Transaction, dict[str, Any], int]] | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -76,9 +77,12 @@ class ScoringService:
 
     # -- scoring ------------------------------------------------------------------------------
     def _decide(self, model: OnlineModel, txn: Transaction) -> tuple[dict[str, Any], bytes]:
+        started = time.perf_counter_ns()
         history = self.state.history(txn)
         features = compute_features(txn, history)
+        features_done = time.perf_counter_ns()
         decision = model.decide(features, cold_start_notes(history))
+        decided = time.perf_counter_ns()
         self.state.add_transaction(txn)
         reply = {
             "transaction_id": txn.transaction_id,
@@ -90,16 +94,25 @@ class ScoringService:
             "model_version": model.version,
         }
         if self._shadow is not None and self.challenger is not None:
-            decision_id = f"{txn.transaction_id}:{model.version}"
             try:
-                self._shadow.put_nowait((txn, features, decision_id))
+                self._shadow.put_nowait((txn, features, _micros(features_done - started)))
             except asyncio.QueueFull:
                 self.metrics.error("shadow_queue_full")
-        return reply, self._line(txn, model, "champion", decision, features)
+        line = self._line(txn, model, "champion", decision, features, _micros(decided - started))
+        return reply, line
 
     def _line(
-        self, txn: Transaction, model: OnlineModel, role: str, decision: Any, f: Any
+        self,
+        txn: Transaction,
+        model: OnlineModel,
+        role: str,
+        decision: Any,
+        f: Any,
+        decision_us: int,
     ) -> bytes:
+        """One decision-log line; ``decision_us``: the service's own time to decide, features +
+        score + reasons, in microseconds (a challenger: the champion's feature time + its own
+        score and reasons; queueing and the log write are not in it)."""
         return orjson.dumps(
             {
                 "decision_id": str(uuid.uuid4()),
@@ -119,6 +132,7 @@ class ScoringService:
                 "risk_band": decision.risk_band,
                 "reasons": decision.reasons,
                 "features": f,
+                "decision_us": decision_us,
             }
         )
 
@@ -143,12 +157,16 @@ class ScoringService:
     async def _shadow_worker(self) -> None:
         assert self._shadow is not None
         while True:
-            txn, features, _ = await self._shadow.get()
+            txn, features, features_us = await self._shadow.get()
             model = self.challenger
             try:
                 if model is not None:
+                    started = time.perf_counter_ns()
                     decision = model.decide(features)
-                    line = self._line(txn, model, "challenger", decision, features)
+                    own_us = _micros(time.perf_counter_ns() - started)
+                    line = self._line(
+                        txn, model, "challenger", decision, features, features_us + own_us
+                    )
                     await self.log.append([line], wait=False)
                     self.metrics.shadow_scored += 1
             except Exception:  # the challenger never fails a champion request
@@ -197,3 +215,8 @@ class ScoringService:
             except Exception:
                 self.metrics.error("alias_poll")
                 logger.exception("alias poll failed")
+
+
+def _micros(nanoseconds: int) -> int:
+    """Whole microseconds of a ``perf_counter_ns`` difference."""
+    return nanoseconds // 1000

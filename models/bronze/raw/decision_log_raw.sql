@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
+        on_schema_change='append_new_columns',
         enabled=var('decision_log_path', none) is not none,
     )
 }}
@@ -43,6 +44,7 @@ final as (
         is_flagged,
         risk_band,
         reasons,
+        decision_us,
         parse_filename(filename) as source_file_name,
         {{ load_timestamp() }} as loaded_at
     from source_rows
