@@ -1,11 +1,16 @@
 """The service follows the registry's aliases while it serves: a version given @challenger is
 loaded, checked and then shadow-scores every request (its decisions logged beside the
 champion's, off the reply path); moving @champion swaps the served version with no request
-dropped or failed. The aliases of the shared fixture registry are put back afterwards."""
+dropped or failed. Landed by dbt, both roles' decisions are in audit.model_predictions with
+their role and latency, fraud-monitor counts the served versions' online decisions, and the
+shadow report gives each role's latency. The aliases of the shared fixture registry are put
+back afterwards."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,7 +18,7 @@ import pandas as pd
 from serve_process import landing_body, running_server, serve_env
 from serving_fixtures import serving_build  # noqa: F401
 
-from ml.serving.shadow_report import PAIRS_SQL, compare
+from ml.serving.shadow_report import LATENCY_SQL, PAIRS_SQL, compare, latency
 from ml.transaction_model import MODEL_NAME
 
 POLL_S = "1"
@@ -102,3 +107,52 @@ def test_challenger_shadow_then_champion_swap_without_dropping(serving_build, tm
     assert report["pairs"] > 0 and report["agreement"] == 1.0
     assert report["max_score_difference"] == 0.0
     assert report["challenger_versions"] == [int(second.version)]
+    # same model: the same card precision@k on every day
+    assert report["champion_card_precision_at_k"] == report["challenger_card_precision_at_k"]
+    decisions = serving_build.query(
+        LATENCY_SQL.format(predictions="audit.online_predictions"),
+        [pd.Timestamp("2000-01-01").to_pydatetime(), pd.Timestamp("2100-01-01").to_pydatetime()],
+    )
+    timing = latency(decisions)
+    assert timing["champion"]["decisions"] == len(results)
+    assert timing["challenger"]["decisions"] == roles["challenger"]
+    for role in ("champion", "challenger"):
+        assert 0 < timing[role]["p50_us"] <= timing[role]["p99_us"], timing
+
+    # every decision of both roles is in audit.model_predictions, role and latency kept
+    online = serving_build.query(
+        "select model_role, model_version, decision_us from audit.model_predictions "
+        "where entity_type = 'online_transaction'"
+    )
+    assert online.model_role.value_counts().to_dict() == roles
+    assert (online.decision_us > 0).all()
+    shadowed = online[online.model_role == "challenger"]
+    assert set(shadowed.model_version) == {int(second.version)}
+    # fraud-monitor on the second version (never batch-scored): its predictions are the online
+    # decisions of that version, champion answers and shadow decisions together
+    output = tmp_path / "monitoring"
+    monitor = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ml.monitoring.cli",
+            "--target",
+            "test",
+            "--model",
+            "transaction_classifier",
+            "--version",
+            str(second.version),
+            "--days",
+            "30",
+            "--output",
+            str(output),
+        ],
+        env=serving_build.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert monitor.returncode in (0, 1), monitor.stdout + monitor.stderr  # ok or a breach
+    summary = json.loads((output / "summary.json").read_text())
+    served = int((online.model_version == int(second.version)).sum())
+    assert summary["metrics"]["total_predictions"] == served > 0, summary["metrics"]
