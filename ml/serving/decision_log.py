@@ -10,8 +10,10 @@ loader skips a line that is not valid JSON). Files rotate at ``max_bytes`` or ``
 ``decisions-<UTC start>-<pid>-<n>.jsonl``, closed files are never written again. Shadow
 (challenger) lines ride the next group without being waited for.
 
-The dbt source ``decision_log.decisions`` (models/bronze/raw/_raw__sources.yml) reads these
-files; audit.online_predictions appends the new lines incrementally.
+The dbt source ``decision_log.decisions`` (models/bronze/raw/_raw__decision_log_sources.yml)
+reads these files; audit.online_predictions appends the new lines incrementally and
+audit.model_predictions the decisions it has not logged yet (entity_type
+``online_transaction``), each line's ``decision_us`` (time to decide) with them.
 """
 
 from __future__ import annotations
