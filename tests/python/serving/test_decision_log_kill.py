@@ -4,8 +4,9 @@ client got an
 answer for is in the log (fsynced before the reply); what is lost is at most the requests in
 flight, whose torn last line, if any, is the only line that is not valid JSON. Then dbt
 (source decision_log → bronze.decision_log_raw → audit.online_predictions →
-audit.model_predictions) lands every logged decision once, with its latency, over two
-incremental runs, and the seed's monitoring query counts them."""
+audit.model_predictions) lands every logged decision once, with its latency, after a build
+killed between the two audit models and two more incremental runs, and the seed's monitoring
+query counts them."""
 
 from __future__ import annotations
 
@@ -86,6 +87,23 @@ def test_kill_9_loses_nothing_acknowledged(serving_build, tmp_path) -> None:  # 
     # a second run adds nothing (every decision once), the torn line never
     log_vars = {"decision_log_path": str(tmp_path / "decisions")}
     batch_before = serving_build.query(f"select count(*) as n {BATCH_ROWS}")["n"].iloc[0]
+    # first a build killed after audit.online_predictions appended, before
+    # audit.model_predictions did (FRAUD_CRASH_AT=audit, ml.provenance.crash_point): the next
+    # run catches the decisions up, and the one after adds nothing
+    serving_build.extra_env["FRAUD_CRASH_AT"] = "audit"
+    try:
+        killed = serving_build.run(
+            "build", "--select", "decision_log_raw+", vars=log_vars, check=False
+        )
+    finally:
+        del serving_build.extra_env["FRAUD_CRASH_AT"]
+    assert killed.returncode != 0, killed.stdout[-3000:]
+    landed = serving_build.query(
+        "select (select count(*) from audit.online_predictions) as online, "
+        "(select count(*) from audit.model_predictions "
+        "where entity_type = 'online_transaction') as audited"
+    ).iloc[0]
+    assert landed.online == len(decision_ids) and landed.audited == 0, dict(landed)
     serving_build.run("build", "--select", "decision_log_raw+", vars=log_vars)
     serving_build.run("build", "--select", "decision_log_raw+", vars=log_vars)
     audit = serving_build.query(
