@@ -1,4 +1,5 @@
-"""The compiled LightGBM path (ml.scoring.fast_evaluator.boosted) against LightGBM itself and
+"""The compiled LightGBM path (ml.scoring.fast_evaluator.boosted, and the scoring rule of
+ml.scoring.explanations that uses it) against LightGBM itself and
 the numpy path attribution: on the project's own pipeline (ordinal-coded categoricals,
 unknown categories as NaN) and on boosters with every missing type, rows exactly at, just
 below and just above every threshold, tiny values LightGBM reads as 0, NaN, infinities and
@@ -15,6 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml import transaction_model as tm
+from ml.scores import CLASSIFIER_KIND, flag
+from ml.scoring.explanations import (
+    booster_of,
+    booster_scores,
+    explained_contributions,
+    explained_scores,
+)
 from ml.scoring.fast_evaluator.boosted import ZERO_THRESHOLD, FlatBooster, flat_booster
 from ml.scoring.fast_evaluator.kernels import UnsupportedModelError
 from ml.training.transaction_model.families import fit_pipeline
@@ -34,8 +42,8 @@ def _assert_equal_to_lightgbm(booster: lgb.Booster, matrix: np.ndarray) -> None:
 def _features(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
     """A frame of the gold table's feature columns and a label that depends on them."""
     data: dict[str, object] = {c: rng.gamma(2.0, 3.0, size=n) for c in tm.NUMERIC_COLUMNS}
-    for flag in ("is_night", "is_weekend", "is_new_device_30d", "is_new_customer"):
-        data[flag] = rng.integers(0, 2, size=n).astype(float)
+    for column in ("is_night", "is_weekend", "is_new_device_30d", "is_new_customer"):
+        data[column] = rng.integers(0, 2, size=n).astype(float)
     for column in tm.CATEGORICAL_COLUMNS:
         values = [*tm.categories(column), "not-a-seed-value"]  # unknown: NaN
         data[column] = rng.choice(values, size=n)
@@ -222,3 +230,56 @@ def test_a_matrix_of_the_wrong_width_is_refused(project_model) -> None:
     pipeline, matrix = project_model
     with pytest.raises(ValueError, match="features"):
         flat_booster(tm.classifier_of(pipeline).booster_).margin_and_path(matrix[:, :-1])
+
+
+# --------------------------------------------------------------------------------------------
+# The rule that uses it (ml.scoring.explanations)
+# --------------------------------------------------------------------------------------------
+
+
+def test_explained_scores_equal_the_reference_rule(project_model) -> None:
+    """Compiled probability and contributions = LightGBM's predict_proba and the numpy rule
+    (exact TreeSHAP for the flagged rows, path attribution for the rest)."""
+    pipeline, _ = project_model
+    frame, _ = _features(1_500, np.random.default_rng(9))
+    X = tm.feature_matrix(frame)
+    expected_p = tm.fraud_probability(pipeline, X)
+    threshold = float(np.quantile(expected_p, 0.9))
+    probability, flagged, contrib = explained_scores(pipeline, X, threshold)
+    np.testing.assert_allclose(probability, expected_p, rtol=0, atol=TOLERANCE)
+    assert 0 < flagged.sum() < len(X)
+    np.testing.assert_array_equal(flagged, flag(expected_p, threshold, CLASSIFIER_KIND))
+    reference = explained_contributions(pipeline, X, flagged, compiled=False)
+    assert list(contrib.columns) == list(tm.FEATURE_COLUMNS)
+    np.testing.assert_allclose(contrib.to_numpy(), reference.to_numpy(), rtol=0, atol=TOLERANCE)
+    compiled = explained_contributions(pipeline, X, flagged)
+    np.testing.assert_allclose(compiled.to_numpy(), contrib.to_numpy(), rtol=0, atol=0)
+    shap = tm.contributions(pipeline, X[flagged], method=tm.SHAP_METHOD)
+    np.testing.assert_allclose(contrib[flagged].to_numpy(), shap.to_numpy(), rtol=0, atol=0)
+    assert not np.allclose(contrib[~flagged].to_numpy(), 0.0)
+
+
+def test_one_row_is_its_row_of_the_batch(project_model) -> None:
+    """The service's one-row call gives the batch's numbers bit for bit, flagged or not."""
+    pipeline, matrix = project_model
+    booster = booster_of(pipeline)
+    probability, flagged, contrib = booster_scores(booster, matrix, 0.3)
+    assert flagged.any() and not flagged.all()
+    for i in [*np.flatnonzero(flagged)[:5], *np.flatnonzero(~flagged)[:5]]:
+        p, f, c = booster_scores(booster, matrix[i : i + 1], 0.3)
+        assert p[0] == probability[i] and f[0] == flagged[i]
+        np.testing.assert_array_equal(c[0], contrib[i])
+
+
+def test_other_families_keep_their_probability_and_ablation() -> None:
+    frame, labels = _features(800, np.random.default_rng(10))
+    X = tm.feature_matrix(frame)
+    params = TransactionClassifierParams(
+        family="hist_gradient_boosting", n_estimators=20, min_child_samples=10, n_jobs=1
+    )
+    pipeline = fit_pipeline(params, X, labels)
+    assert booster_of(pipeline) is None
+    probability, flagged, contrib = explained_scores(pipeline, X, 0.5)
+    np.testing.assert_array_equal(probability, tm.fraud_probability(pipeline, X))
+    np.testing.assert_array_equal(flagged, probability >= 0.5)
+    pd.testing.assert_frame_equal(contrib, tm.contributions(pipeline, X))
