@@ -18,6 +18,7 @@ Refused with ``UnsupportedModelError``: multiclass, linear trees, random-forest 
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -363,21 +364,19 @@ def _margin_and_path_parallel(
 # One flat copy per booster
 # --------------------------------------------------------------------------------------------
 
-_FLAT: dict[int, tuple[Any, FlatBooster]] = {}
+_FLAT: weakref.WeakKeyDictionary[Any, FlatBooster] = weakref.WeakKeyDictionary()
 _FLAT_LOCK = threading.Lock()
 
 
 def flat_booster(booster: Any) -> FlatBooster:
-    """The booster's :class:`FlatBooster`, built once per booster object (kept while the
-    booster lives in the cache; a new object with a reused id is rebuilt)."""
-    key = id(booster)
+    """The booster's :class:`FlatBooster`, built once per booster object and dropped with it
+    (a service that swaps models does not keep the old ones' arrays)."""
     with _FLAT_LOCK:
-        cached = _FLAT.get(key)
-        if cached is not None and cached[0] is booster:
-            return cached[1]
-    flat = FlatBooster.from_booster(booster)
-    with _FLAT_LOCK:
-        _FLAT[key] = (booster, flat)
+        flat = _FLAT.get(booster)
+    if flat is None:
+        flat = FlatBooster.from_booster(booster)
+        with _FLAT_LOCK:
+            _FLAT[booster] = flat
     return flat
 
 

@@ -283,3 +283,15 @@ def test_other_families_keep_their_probability_and_ablation() -> None:
     np.testing.assert_array_equal(probability, tm.fraud_probability(pipeline, X))
     np.testing.assert_array_equal(flagged, probability >= 0.5)
     pd.testing.assert_frame_equal(contrib, tm.contributions(pipeline, X))
+
+
+def test_the_flat_copy_is_built_once_and_dropped_with_its_booster(nan_booster) -> None:
+    import gc
+    import weakref
+
+    assert flat_booster(nan_booster) is flat_booster(nan_booster)
+    copy = lgb.Booster(model_str=nan_booster.model_to_string())
+    dropped = weakref.ref(flat_booster(copy))
+    del copy
+    gc.collect()
+    assert dropped() is None
