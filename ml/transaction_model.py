@@ -187,8 +187,9 @@ def _leaf_tables(booster: Any) -> list[np.ndarray]:
     for info in model["tree_info"]:
         root = info["tree_structure"]
         table = np.zeros((max(int(info["num_leaves"]), 1), n_features))
+        # a one-leaf tree (no split; its leaf has no "leaf_index") credits nothing
         stack: list[tuple[dict[str, Any], np.ndarray]] = (
-            [] if "leaf_index" in root else [(root, np.zeros(n_features))]
+            [] if "split_feature" not in root else [(root, np.zeros(n_features))]
         )
         while stack:
             node, path = stack.pop()

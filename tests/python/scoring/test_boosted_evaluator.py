@@ -295,3 +295,15 @@ def test_the_flat_copy_is_built_once_and_dropped_with_its_booster(nan_booster) -
     del copy
     gc.collect()
     assert dropped() is None
+
+
+def test_one_leaf_trees_credit_nothing() -> None:
+    """Trees without a split (too few rows for a leaf): only their value, no credit."""
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+    params = {"objective": "binary", "verbose": -1, "min_data_in_leaf": 150}
+    booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=5)
+    assert {info["num_leaves"] for info in booster.dump_model()["tree_info"]} == {1}
+    _assert_equal_to_lightgbm(booster, X)
+    assert not flat_booster(booster).margin_and_path(X)[1].any()
