@@ -184,11 +184,13 @@ class Judging:
                     "tx_scoring_rate",
                     sc["rows_per_s"],
                     f"{sc['rows_per_s']:,.0f} tx/s on {sc['rows']:,} rows",
-                    f"predict {sc['predict_seconds']:.2f}s, contributions "
-                    f"{sc['contributions_seconds']:.2f}s (exact TreeSHAP for the "
-                    f"{sc.get('flagged_rows', 0):,} flagged rows, path attribution for the "
-                    f"rest), reasons {sc['reasons_seconds']:.2f}s; contributions take "
-                    f"{sc['contributions_seconds'] / max(sc['predict_seconds'], 1e-9):.1f}x "
-                    f"predict's time; {sc['classifier']} threads {sc.get('threads')}",
+                    f"probability + contributions {sc['scores_seconds']:.3f}s (compiled "
+                    f"margin + path attribution {sc.get('kernel_seconds') or 0:.3f}s, exact "
+                    f"TreeSHAP for the {sc.get('flagged_rows', 0):,} flagged rows "
+                    f"{sc.get('shap_flagged_seconds') or 0:.3f}s, preprocessing "
+                    f"{sc.get('transform_seconds') or 0:.3f}s), reasons "
+                    f"{sc['reasons_seconds']:.3f}s; the same rule by LightGBM's and numpy's "
+                    f"code {sc['reference_rows_per_s']:,.0f} tx/s; {sc['classifier']} threads "
+                    f"{sc.get('threads')}",
                 )
             )

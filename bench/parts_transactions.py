@@ -99,23 +99,47 @@ class TransactionParts:
             return
         rows = result["rows"]
         steps: list[tuple[str, Any]] = [
-            ("encode (feature_matrix, not in the rate)", result["encode_seconds"]),
-            ("predict_proba", result["predict_seconds"]),
-            ("contributions (explained_contributions)", result["contributions_seconds"]),
+            ("encode (feature_matrix, not in the rates)", result["encode_seconds"]),
+            ("compile once per model (not in the rates)", result["compile_seconds"]),
+            ("probability + contributions (explained_scores)", result["scores_seconds"]),
+            ("  of which: preprocessing step", result["transform_seconds"]),
+            ("  of which: compiled margin + path attribution", result["kernel_seconds"]),
+            ("  of which: exact TreeSHAP of the flagged rows", result["shap_flagged_seconds"]),
             ("top-3 reasons (reason_columns)", result["reasons_seconds"]),
+            ("reference: predict_proba (LightGBM)", result["reference_predict_seconds"]),
+            (
+                "reference: contributions (numpy path attribution + TreeSHAP)",
+                result["reference_contributions_seconds"],
+            ),
         ]
         for label, seconds in steps:
-            self.add(Row("tx_scoring", label, seconds, rows, _rate(rows, seconds)))
+            if seconds is not None:
+                self.add(Row("tx_scoring", label, seconds, rows, _rate(rows, seconds)))
+        sample = (
+            f"{result['model']}, {result['classifier']}; a uniform sample of {rows:,} of the "
+            f"table's {result.get('table_rows', rows):,} rows, {result['flagged_rows']:,} flagged"
+        )
         self.add(
             Row(
                 "tx_scoring",
-                "scoring with reason codes (predict + contributions + reasons)",
+                "scoring with reason codes, reference (predict + contributions + reasons)",
+                result["reference_seconds"],
+                rows,
+                result["reference_rows_per_s"],
+                note=sample,
+            )
+        )
+        self.add(
+            Row(
+                "tx_scoring",
+                "scoring with reason codes (explained_scores + reasons)",
                 result["seconds"],
                 rows,
                 result["rows_per_s"],
                 _mib(run.peak_rss),
-                f"{result['model']}, {result['classifier']}; a uniform sample of "
-                f"{rows:,} of the table's {result.get('table_rows', rows):,} rows",
+                f"max difference to the reference: probability "
+                f"{result['max_probability_difference']:.1e}, contributions "
+                f"{result['max_contribution_difference']:.1e}; same flags: {result['same_flags']}",
             )
         )
 

@@ -1,7 +1,8 @@
 """Workers of the transaction-level parts: ``tx_limit`` (gold.transaction_risk_features by ONE
 hand-written DuckDB query over the Parquet landing files, checked equal to the table dbt built)
-and ``tx_scoring`` (the transaction classifier's predict, the contributions of the scoring rule
-``explained_contributions`` and the top-3 reason texts, in transactions per second)."""
+and ``tx_scoring`` (the transaction classifier's probability, the contributions of the scoring
+rule of ``ml.scoring.explanations`` and the top-3 reason texts, in transactions per second,
+beside the same rule by LightGBM's and numpy's own code)."""
 
 from __future__ import annotations
 
@@ -166,23 +167,60 @@ def worker_tx_scoring(spec: Mapping[str, Any]) -> dict[str, Any]:
 def measure_tx_scoring(
     pipeline: Any, frame: Any, repeats: int, label: str, threshold: float = 0.5
 ) -> dict[str, Any]:
-    """Encoding (``feature_matrix``), predict_proba, the contributions the reasons are
-    written from (``explained_contributions``, the rule gold.transaction_fraud_scores and the
-    service use: exact TreeSHAP for the flagged rows at ``threshold``, the path attribution
-    for the rest) and the top-3 reason texts of every row of ``frame``, each timed (best of
-    ``repeats``); the rate counts predict + contributions + reasons."""
+    """Scoring with reason codes of every row of ``frame``, each step timed (best of
+    ``repeats``), two ways side by side on the same rows and flags:
+
+    - the scoring path (``ml.scoring.explanations.explained_scores``, what
+      gold.transaction_fraud_scores and the service run): probability and contributions in
+      one (LightGBM: the compiled kernel's margin and path attribution, exact TreeSHAP for the
+      rows flagged at ``threshold``), then the top-3 reason texts (``reason_columns``); its
+      parts timed alone too: the preprocessing step, the kernel, TreeSHAP of the flagged rows;
+    - the reference (LightGBM's and numpy's own code for the same rule, as before the
+      compiled path): ``predict_proba``, then ``explained_contributions(compiled=False)``,
+      then the same reasons.
+
+    Not in either rate: the encoding (``feature_matrix``) and the once-per-model compilation
+    (``compile_seconds``: the booster's node arrays, numba's cached kernels, the reference's
+    leaf tables). The differences between the two paths are reported (<= 1e-9 expected)."""
+    import numpy as np
+
     from ml.scores import CLASSIFIER_KIND, flag
+    from ml.scoring.explanations import booster_of, explained_contributions, explained_scores
     from ml.scoring.transaction_reasons import reason_columns
-    from ml.transaction_model import explained_contributions, feature_matrix, fraud_probability
+    from ml.transaction_model import feature_matrix, fraud_probability, transformed
 
     rows = len(frame)
     encode_s, X = _best_of(repeats, lambda: feature_matrix(frame))
-    predict_s, probability = _best_of(repeats, lambda: fraud_probability(pipeline, X))
-    flagged = flag(probability, threshold, CLASSIFIER_KIND)
-    contrib_s, contrib = _best_of(repeats, lambda: explained_contributions(pipeline, X, flagged))
+    booster = booster_of(pipeline)
+    started = time.perf_counter()
+    if booster is not None:
+        from ml.scoring.fast_evaluator.boosted import flat_booster, warm_up
+        from ml.transaction_model import path_contributions
+
+        warm_up()
+        flat = flat_booster(booster)
+        path_contributions(booster, transformed(pipeline, X.iloc[:1]).to_numpy())
+    compile_s = time.perf_counter() - started
+    scores_s, (probability, flagged, contrib) = _best_of(
+        repeats, lambda: explained_scores(pipeline, X, threshold)
+    )
     reasons_s, reasons = _best_of(repeats, lambda: reason_columns(X, contrib))
+    ref_predict_s, ref_probability = _best_of(repeats, lambda: fraud_probability(pipeline, X))
+    ref_flagged = flag(ref_probability, threshold, CLASSIFIER_KIND)
+    ref_contrib_s, ref_contrib = _best_of(
+        repeats, lambda: explained_contributions(pipeline, X, ref_flagged, compiled=False)
+    )
+    parts: dict[str, float | None] = {"transform": None, "kernel": None, "shap_flagged": None}
+    if booster is not None:
+        parts["transform"], matrix = _best_of(repeats, lambda: transformed(pipeline, X))
+        values = matrix.to_numpy()
+        parts["kernel"], _ = _best_of(repeats, lambda: flat.margin_and_path(values))
+        parts["shap_flagged"], _ = _best_of(
+            repeats, lambda: booster.predict(values[flagged], pred_contrib=True, num_threads=1)
+        )
     classifier = pipeline.named_steps["classifier"]
-    seconds = predict_s + contrib_s + reasons_s
+    seconds = scores_s + reasons_s
+    ref_seconds = ref_predict_s + ref_contrib_s + reasons_s
     return {
         "model": label,
         "classifier": type(classifier).__name__,
@@ -190,12 +228,22 @@ def measure_tx_scoring(
         "rows": rows,
         "flagged_rows": int(flagged.sum()),
         "encode_seconds": encode_s,
-        "predict_seconds": predict_s,
-        "contributions_seconds": contrib_s,
+        "compile_seconds": compile_s,
+        "scores_seconds": scores_s,
+        "transform_seconds": parts["transform"],
+        "kernel_seconds": parts["kernel"],
+        "shap_flagged_seconds": parts["shap_flagged"],
         "reasons": "ml.scoring.transaction_reasons.reason_columns",
         "reasons_seconds": reasons_s,
         "reasons_non_null": bool(reasons.notna().all().all()),
         "reason_rows": len(reasons),
         "seconds": seconds,
         "rows_per_s": rows / seconds if rows and seconds else None,
+        "reference_predict_seconds": ref_predict_s,
+        "reference_contributions_seconds": ref_contrib_s,
+        "reference_seconds": ref_seconds,
+        "reference_rows_per_s": rows / ref_seconds if rows and ref_seconds else None,
+        "same_flags": bool(np.array_equal(flagged, ref_flagged)),
+        "max_probability_difference": float(np.max(np.abs(probability - ref_probability))),
+        "max_contribution_difference": float(np.max(np.abs(contrib - ref_contrib).to_numpy())),
     }

@@ -2,7 +2,8 @@
 the model sees (``FEATURE_COLUMNS`` of gold.transaction_risk_features, encoded by
 ``feature_matrix``) and what its score means (P(fraud) of one transaction from a scikit-learn
 ``Pipeline`` whose last step ``classifier`` has ``predict_proba``; the run's
-``decision_threshold`` param/metric; ``contributions`` for reason codes).
+``decision_threshold`` param/metric; ``contributions`` for reason codes, by the rule of
+``ml.scoring.explanations``).
 
 The logged MLflow model is ``Pipeline([("preprocess", ...), ("classifier", ...)])``: the
 preprocessing step takes the frame ``feature_matrix`` returns (categoricals as pandas
@@ -186,8 +187,9 @@ def _leaf_tables(booster: Any) -> list[np.ndarray]:
     for info in model["tree_info"]:
         root = info["tree_structure"]
         table = np.zeros((max(int(info["num_leaves"]), 1), n_features))
+        # a one-leaf tree (no split; its leaf has no "leaf_index") credits nothing
         stack: list[tuple[dict[str, Any], np.ndarray]] = (
-            [] if "leaf_index" in root else [(root, np.zeros(n_features))]
+            [] if "split_feature" not in root else [(root, np.zeros(n_features))]
         )
         while stack:
             node, path = stack.pop()
@@ -208,18 +210,6 @@ def _leaf_tables(booster: Any) -> list[np.ndarray]:
 _LEAF_TABLES: dict[int, tuple[Any, list[np.ndarray], np.ndarray]] = {}
 
 
-def explained_contributions(pipeline: Any, X: pd.DataFrame, flagged: np.ndarray) -> pd.DataFrame:
-    """The contributions the reasons are written from, one rule for batch scoring and the
-    real-time service: exact TreeSHAP for the flagged transactions (the ones investigators
-    open), the path attribution for the rest (``contributions``: exact TreeSHAP of every row
-    is too slow for either path)."""
-    contrib = contributions(pipeline, X, method=PATH_METHOD)
-    if flagged.any():
-        rows = X.index[flagged]
-        contrib.loc[rows] = contributions(pipeline, X.loc[rows], method=SHAP_METHOD)
-    return contrib
-
-
 def path_contributions(booster: Any, matrix: np.ndarray, num_threads: int = 0) -> np.ndarray:
     """Path attribution (Saabas, "treeinterpreter") of a LightGBM binary booster: for every
     row and tree, the leaf it falls in (``predict(pred_leaf=True)``) and the feature credits
@@ -227,7 +217,9 @@ def path_contributions(booster: Any, matrix: np.ndarray, num_threads: int = 0) -
     the sum of the trees' root values); unlike TreeSHAP it credits a split's feature with the
     whole change at that split, so a feature high in the trees can get more credit. The leaf
     tables are built once per booster. ``num_threads`` as LightGBM's (0: its default; 1 for
-    one row, where the thread pool costs more than the work)."""
+    one row, where the thread pool costs more than the work). The definition and numpy
+    reference of the compiled kernel scoring uses (``ml.scoring.fast_evaluator.boosted``,
+    held equal to this by tests/python/scoring/test_boosted_evaluator.py)."""
     key = id(booster)
     if key not in _LEAF_TABLES or _LEAF_TABLES[key][0] is not booster:
         built = _leaf_tables(booster)

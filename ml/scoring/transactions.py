@@ -2,7 +2,7 @@
 gold.transaction_risk_features scored by the transaction classifier chosen by the registry's
 one selection rule (``ml.registry.select_version`` through ``ml.scoring.selection``), with its
 run's decision threshold, confidence, risk band and three reasons in words
-(``ml.scoring.transaction_reasons``, from LightGBM's per-row SHAP contributions).
+(``ml.scoring.transaction_reasons``, from the contributions of ``ml.scoring.explanations``).
 
 A transaction without history needs nothing special here: its features hold the documented
 defaults of gold.transaction_risk_features (never null), and the reasons then say "new
@@ -23,7 +23,8 @@ import pandas as pd
 from ml import registry
 from ml.provenance import anti_join
 from ml.registry import TRANSACTION_CLASSIFIER_MODEL, SelectedVersion
-from ml.scores import CLASSIFIER_KIND, confidence, flag, risk_bands
+from ml.scores import confidence, risk_bands
+from ml.scoring.explanations import explained_scores
 from ml.scoring.selection import (
     ModelResolutionError,
     NothingRegisteredError,
@@ -34,16 +35,11 @@ from ml.scoring.selection import (
 from ml.scoring.transaction_reasons import REASON_COLUMNS, reason_columns
 from ml.settings import from_env
 from ml.timing import phase
-from ml.transaction_model import (
-    THRESHOLD_KEY,
-    explained_contributions,
-    feature_matrix,
-    fraud_probability,
-)
+from ml.transaction_model import THRESHOLD_KEY, feature_matrix
 
 logger = logging.getLogger(__name__)
 
-# Rows scored at a time: bounds memory (SHAP contributions are rows x 39 doubles) at any size.
+# Rows scored at a time: bounds memory (contributions are rows x 39 doubles) at any size.
 CHUNK_ROWS = 200_000
 
 # The var that pins a version of the transaction classifier (scoring_model_version pins the
@@ -171,12 +167,10 @@ def score_transactions(
 
 def _score_chunk(features: pd.DataFrame, pipeline: Any, threshold: float) -> pd.DataFrame:
     X = feature_matrix(features)
-    probability = fraud_probability(pipeline, X)
-    flagged = flag(probability, threshold, CLASSIFIER_KIND)
+    # probability and contributions by the rule the real-time service shares: the compiled
+    # LightGBM margin and path attribution, exact TreeSHAP for the flagged rows only
+    probability, flagged, contrib = explained_scores(pipeline, X, threshold)
     conf = confidence(probability, threshold, flagged)
-    # exact TreeSHAP of every row measured 50-80 rows/s on 2 busy cores, the path attribution
-    # about 11,000: exact for the flagged rows only (the rule the real-time service shares)
-    contrib = explained_contributions(pipeline, X, flagged)
     reasons = reason_columns(X, contrib)
     out = pd.DataFrame(
         {

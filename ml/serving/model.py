@@ -4,13 +4,14 @@ compiled to a one-row path and checked against scikit-learn before use.
 One-row path (``OnlineModel.score``): the preprocessing step's ordinal codes from dictionaries
 and the numeric features passed through, in the order of ``get_feature_names_out`` (what the
 pipeline's ColumnTransformer does), then LightGBM's booster on one float64 row: the margin, and
-the contributions by the batch rule (``ml.transaction_model.explained_contributions``: exact
-TreeSHAP when flagged, the path attribution otherwise). The project's fast
-evaluator compiles scikit-learn forests only, so a LightGBM champion uses its own booster; any
-other family goes through the scikit-learn pipeline on a one-row frame (slower, same numbers).
-``check_against_pipeline`` compares the one-row path with ``fraud_probability`` /
-``contributions`` on sample rows and raises ``ModelCheckError`` past ``CHECK_TOLERANCE``; a
-model that fails is never swapped in.
+the probability and contributions by the batch rule and the same code
+(``ml.scoring.explanations.booster_scores``: the compiled margin and path attribution of
+``ml.scoring.fast_evaluator.boosted``, exact TreeSHAP when flagged); any other family goes
+through the scikit-learn pipeline on a one-row frame (slower, same numbers).
+``check_against_pipeline`` compares the one-row path with LightGBM's own ``predict_proba`` and
+the numpy path attribution (``explained_contributions(..., compiled=False)``) on sample rows
+and raises ``ModelCheckError`` past ``CHECK_TOLERANCE``; a model that fails is never swapped
+in.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pandas as pd
 
 from ml import registry
 from ml.scores import CLASSIFIER_KIND, confidence, flag, risk_bands
+from ml.scoring.explanations import booster_scores, explained_contributions
 from ml.scoring.selection import run_decision_threshold
 from ml.scoring.transaction_reasons import reasons_for_row
 from ml.transaction_model import (
@@ -34,10 +36,8 @@ from ml.transaction_model import (
     PREPROCESS_STEP,
     classifier_of,
     contributions,
-    explained_contributions,
     feature_matrix,
     fraud_probability,
-    path_contributions,
 )
 
 CHECK_TOLERANCE = 1e-9
@@ -105,19 +105,14 @@ class OnlineModel:
         self, features: Mapping[str, Any]
     ) -> tuple[float, bool, dict[str, float]]:
         """Probability, flag and the contributions the reasons are written from, by the rule
-        of ``ml.transaction_model.explained_contributions`` (exact TreeSHAP when flagged, the
-        path attribution otherwise), so the reasons equal gold.transaction_fraud_scores'."""
+        of ``ml.scoring.explanations`` (exact TreeSHAP when flagged, the path attribution
+        otherwise) and batch's code, so they equal gold.transaction_fraud_scores'."""
         if self.booster is not None:
-            matrix = self.row(features)
-            margin = float(self.booster.predict(matrix, raw_score=True, num_threads=1)[0])
-            probability = 1.0 / (1.0 + math.exp(-margin))  # binary objective
-            flagged = bool(flag(np.asarray([probability]), self.threshold, CLASSIFIER_KIND)[0])
-            if flagged:
-                raw = self.booster.predict(matrix, pred_contrib=True, num_threads=1)[0][:-1]
-            else:
-                raw = path_contributions(self.booster, matrix, num_threads=1)[0]
-            contrib = {c: float(v) for c, v in zip(self.columns, raw, strict=True)}
-            return probability, flagged, contrib
+            probability, flagged, raw = booster_scores(
+                self.booster, self.row(features), self.threshold
+            )
+            contrib = {c: float(v) for c, v in zip(self.columns, raw[0], strict=True)}
+            return float(probability[0]), bool(flagged[0]), contrib
         frame = feature_matrix(pd.DataFrame([dict(features)]))
         probability = float(fraud_probability(self.pipeline, frame)[0])
         flagged = bool(flag(np.asarray([probability]), self.threshold, CLASSIFIER_KIND)[0])
@@ -149,7 +144,7 @@ def check_against_pipeline(model: OnlineModel, rows: pd.DataFrame) -> dict[str, 
     X = feature_matrix(rows)
     expected_p = fraud_probability(model.pipeline, X)
     flagged = flag(expected_p, model.threshold, CLASSIFIER_KIND)
-    expected_c = explained_contributions(model.pipeline, X, flagged)
+    expected_c = explained_contributions(model.pipeline, X, flagged, compiled=False)
     worst_p = worst_c = 0.0
     for i, record in enumerate(rows[list(FEATURE_COLUMNS)].to_dict("records")):
         p, _, contrib = model.probability_and_contributions(record)

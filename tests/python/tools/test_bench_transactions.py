@@ -110,8 +110,19 @@ def test_scoring_with_reasons_is_measured(tiny_run: tuple[Path, dict]) -> None:
     assert result["classifier"] == "LGBMClassifier"
     assert result["rows"] == len(frame) == result["reason_rows"]
     assert result["reasons_non_null"]
-    for step in ("encode", "predict", "contributions", "reasons"):
+    steps = ("encode", "scores", "transform", "kernel", "reasons", "reference_predict")
+    for step in (*steps, "reference_contributions"):
         assert result[f"{step}_seconds"] > 0
-    total = result["predict_seconds"] + result["contributions_seconds"] + result["reasons_seconds"]
+    total = result["scores_seconds"] + result["reasons_seconds"]
     assert np.isclose(result["seconds"], total)
     assert np.isclose(result["rows_per_s"], len(frame) / total)
+    reference = (
+        result["reference_predict_seconds"]
+        + result["reference_contributions_seconds"]
+        + result["reasons_seconds"]
+    )
+    assert np.isclose(result["reference_rows_per_s"], len(frame) / reference)
+    # the compiled path gives the reference's numbers
+    assert result["same_flags"]
+    assert result["max_probability_difference"] <= 1e-9
+    assert result["max_contribution_difference"] <= 1e-9
