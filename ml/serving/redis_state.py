@@ -25,8 +25,9 @@ Keys (all under ``<prefix>:``; one Redis instance, not Cluster: the scripts buil
 =================  =======  ==================================================================
 
 Writes are Lua scripts (one round trip, atomic: two workers adding the same transaction_id
-concurrently count it once); ``history`` is one pipeline that reads the customer's lookback
-[t - lookback, t) and counts the merchant windows in place (ZCOUNT, ``History.merchant_counts``).
+concurrently count it once); ``history`` is one read-only script that reads the customer's
+lookback [t - lookback, t) and counts the merchant windows in place (ZCOUNT,
+``History.merchant_counts``): one command per read, cheaper on the client than a pipeline.
 Pruning follows ``InMemoryState``: when the clock has advanced a day since the last prune,
 customers whose newest transaction is older than lookback + slack are deleted, merchant windows
 are trimmed to it, transactions older than the report retention are forgotten; a customer's own
@@ -136,6 +137,23 @@ return {1, at_s, mid}
 """
 )
 
+# ARGV = prefix, customer, merchant, t, t - lookback, then t - N per merchant window ->
+# {creation day or nil, known merchant 0/1, customer records in [t - lookback, t),
+#  then per merchant window: transactions, labels in [t - N, t)}
+HISTORY = """
+local P, cid, mid, before = ARGV[1], ARGV[2], ARGV[3], '(' .. ARGV[4]
+local out = {
+  redis.call('HGET', P .. ':created', cid),
+  redis.call('SISMEMBER', P .. ':merchants', mid),
+  redis.call('ZRANGEBYSCORE', P .. ':c:' .. cid, ARGV[5], before),
+}
+for i = 6, #ARGV do
+  out[#out + 1] = redis.call('ZCOUNT', P .. ':mt:' .. mid, ARGV[i], before)
+  out[#out + 1] = redis.call('ZCOUNT', P .. ':ml:' .. mid, ARGV[i], before)
+end
+return out
+"""
+
 _OUTCOMES = {0: REPORT_UNKNOWN_TRANSACTION, 1: REPORT_ACCEPTED, 2: REPORT_DUPLICATE}
 
 
@@ -170,6 +188,7 @@ class RedisState:
         self._common = [prefix, keep, report_retention_days * MICROS_PER_DAY, MICROS_PER_DAY]
         self._add_transaction = self.redis.register_script(ADD_TRANSACTION)
         self._add_report = self.redis.register_script(ADD_REPORT)
+        self._history = self.redis.register_script(HISTORY)
         self._clock = 0
         self._clock_read = 0.0
 
@@ -188,15 +207,10 @@ class RedisState:
         return self._clock
 
     def history(self, txn: Transaction) -> History:
-        t, before = txn.at, f"({txn.at}"
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zrangebyscore(self.key(f"c:{txn.customer_id}"), t - spec.LOOKBACK.micros, before)
-        for window in spec.MERCHANT_WINDOWS:
-            pipe.zcount(self.key(f"mt:{txn.merchant_id}"), t - window.micros, before)
-            pipe.zcount(self.key(f"ml:{txn.merchant_id}"), t - window.micros, before)
-        pipe.hget(self.key("created"), txn.customer_id)
-        pipe.sismember(self.key("merchants"), txn.merchant_id)
-        members, *counts, created, known = pipe.execute()
+        t = txn.at
+        starts = [t - w.micros for w in spec.MERCHANT_WINDOWS]
+        args = [self.prefix, txn.customer_id, txn.merchant_id, t, t - spec.LOOKBACK.micros]
+        created, known, members, *counts = self._history(keys=[], args=[*args, *starts])
         records = []
         for member in members:
             at, cents, device, ip, merchant, _ = orjson.loads(member)
