@@ -27,7 +27,9 @@ Keys (all under ``<prefix>:``; one Redis instance, not Cluster: the scripts buil
 Writes are Lua scripts (one round trip, atomic: two workers adding the same transaction_id
 concurrently count it once); ``history`` is one read-only script that reads the customer's
 lookback [t - lookback, t) and counts the merchant windows in place (ZCOUNT,
-``History.merchant_counts``): one command per read, cheaper on the client than a pipeline.
+``History.merchant_counts``): one command, cheaper on the client than a pipeline. A scored
+transaction takes one round trip: ``history_and_add`` reads its history and records it in
+one script.
 Pruning follows ``InMemoryState``: when the clock has advanced a day since the last prune,
 customers whose newest transaction is older than lookback + slack are deleted, merchant windows
 are trimmed to it, transactions older than the report retention are forgotten; a customer's own
@@ -98,20 +100,56 @@ local function advance(at)
 end
 """
 
-# ARGV[5..9] = transaction id, time, customer, merchant, customer record; -> -1 (seen) or clock
+# the customer's records in [t - lookback, t) and the merchant window counts:
+# ARGV[first] = t - lookback, ARGV[first + 1 ..] = t - N per merchant window ->
+# {creation day or nil, known merchant 0/1, records, then per window: transactions, labels}
+_READ = """
+local function read_history(cid, mid, t_s, first)
+  local before = '(' .. t_s
+  local out = {
+    redis.call('HGET', P .. ':created', cid),
+    redis.call('SISMEMBER', P .. ':merchants', mid),
+    redis.call('ZRANGEBYSCORE', P .. ':c:' .. cid, ARGV[first], before),
+  }
+  for i = first + 1, #ARGV do
+    out[#out + 1] = redis.call('ZCOUNT', P .. ':mt:' .. mid, ARGV[i], before)
+    out[#out + 1] = redis.call('ZCOUNT', P .. ':ml:' .. mid, ARGV[i], before)
+  end
+  return out
+end
+"""
+
+# one transaction (id, time, customer, merchant, customer record) -> -1 (id seen) or the clock
+_ADD = """
+local function add_transaction(tid, at_s, cid, mid, member)
+  if redis.call('HSETNX', P .. ':tx', tid, at_s .. ' ' .. mid) == 0 then return -1 end
+  redis.call('ZADD', P .. ':txat', at_s, tid)
+  redis.call('ZADD', P .. ':c:' .. cid, at_s, member)
+  redis.call('ZADD', P .. ':clast', 'GT', at_s, cid)
+  redis.call('ZADD', P .. ':mt:' .. mid, at_s, tid)
+  redis.call('SADD', P .. ':mseen', mid)
+  local clock = advance(tonumber(at_s))
+  redis.call('ZREMRANGEBYSCORE', P .. ':c:' .. cid, '-inf', '(' .. fmt(clock - KEEP))
+  return clock
+end
+"""
+
+# ARGV[5..9] = transaction id, time, customer, merchant, customer record
 ADD_TRANSACTION = (
+    _COMMON + _ADD + "return add_transaction(ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])"
+)
+# ARGV[5..7] = customer, merchant, t; ARGV[8..] = window starts (_READ)
+HISTORY = _COMMON + _READ + "return read_history(ARGV[5], ARGV[6], ARGV[7], 8)"
+# ADD_TRANSACTION's arguments, then ARGV[10..] = window starts: the history before the
+# transaction, then the transaction recorded (InMemoryState.history then add_transaction)
+HISTORY_AND_ADD = (
     _COMMON
+    + _READ
+    + _ADD
     + """
-local tid, at_s, cid, mid = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-if redis.call('HSETNX', P .. ':tx', tid, at_s .. ' ' .. mid) == 0 then return -1 end
-redis.call('ZADD', P .. ':txat', at_s, tid)
-redis.call('ZADD', P .. ':c:' .. cid, at_s, ARGV[9])
-redis.call('ZADD', P .. ':clast', 'GT', at_s, cid)
-redis.call('ZADD', P .. ':mt:' .. mid, at_s, tid)
-redis.call('SADD', P .. ':mseen', mid)
-local clock = advance(tonumber(at_s))
-redis.call('ZREMRANGEBYSCORE', P .. ':c:' .. cid, '-inf', '(' .. fmt(clock - KEEP))
-return clock
+local out = read_history(ARGV[7], ARGV[8], ARGV[6], 10)
+out[#out + 1] = add_transaction(ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+return out
 """
 )
 
@@ -136,23 +174,6 @@ advance(at)
 return {1, at_s, mid}
 """
 )
-
-# ARGV = prefix, customer, merchant, t, t - lookback, then t - N per merchant window ->
-# {creation day or nil, known merchant 0/1, customer records in [t - lookback, t),
-#  then per merchant window: transactions, labels in [t - N, t)}
-HISTORY = """
-local P, cid, mid, before = ARGV[1], ARGV[2], ARGV[3], '(' .. ARGV[4]
-local out = {
-  redis.call('HGET', P .. ':created', cid),
-  redis.call('SISMEMBER', P .. ':merchants', mid),
-  redis.call('ZRANGEBYSCORE', P .. ':c:' .. cid, ARGV[5], before),
-}
-for i = 6, #ARGV do
-  out[#out + 1] = redis.call('ZCOUNT', P .. ':mt:' .. mid, ARGV[i], before)
-  out[#out + 1] = redis.call('ZCOUNT', P .. ':ml:' .. mid, ARGV[i], before)
-end
-return out
-"""
 
 _OUTCOMES = {0: REPORT_UNKNOWN_TRANSACTION, 1: REPORT_ACCEPTED, 2: REPORT_DUPLICATE}
 
@@ -189,6 +210,7 @@ class RedisState:
         self._add_transaction = self.redis.register_script(ADD_TRANSACTION)
         self._add_report = self.redis.register_script(ADD_REPORT)
         self._history = self.redis.register_script(HISTORY)
+        self._history_and_add = self.redis.register_script(HISTORY_AND_ADD)
         self._clock = 0
         self._clock_read = 0.0
 
@@ -207,10 +229,22 @@ class RedisState:
         return self._clock
 
     def history(self, txn: Transaction) -> History:
-        t = txn.at
-        starts = [t - w.micros for w in spec.MERCHANT_WINDOWS]
-        args = [self.prefix, txn.customer_id, txn.merchant_id, t, t - spec.LOOKBACK.micros]
-        created, known, members, *counts = self._history(keys=[], args=[*args, *starts])
+        args = [txn.customer_id, txn.merchant_id, txn.at, *self._starts(txn.at)]
+        return self._parse_history(self._history(keys=[], args=[*self._common, *args]))
+
+    def history_and_add(self, txn: Transaction) -> tuple[History, bool]:
+        """``history(txn)`` then ``add_transaction(txn)`` in one atomic round trip."""
+        args = [*self._common, *self._add_args(txn), *self._starts(txn.at)]
+        *reply, clock = self._history_and_add(keys=[], args=args)
+        return self._parse_history(reply), self._added(clock)
+
+    @staticmethod
+    def _starts(t: int) -> list[int]:
+        return [t - spec.LOOKBACK.micros, *(t - w.micros for w in spec.MERCHANT_WINDOWS)]
+
+    @staticmethod
+    def _parse_history(reply: list[Any]) -> History:
+        created, known, members, *counts = reply
         records = []
         for member in members:
             at, cents, device, ip, merchant, _ = orjson.loads(member)
@@ -251,14 +285,19 @@ class RedisState:
 
     def add_transaction(self, txn: Transaction) -> bool:
         """Record a scored transaction; False when its id was seen before (by any worker)."""
-        member = orjson.dumps(
-            [txn.at, txn.cents, txn.device_id, txn.ip_address, txn.merchant_id, txn.transaction_id]
-        )
-        args = [txn.transaction_id, txn.at, txn.customer_id, txn.merchant_id, member]
-        clock = int(self._add_transaction(keys=[], args=[*self._common, *args]))
-        if clock < 0:
+        args = [*self._common, *self._add_args(txn)]
+        return self._added(self._add_transaction(keys=[], args=args))
+
+    @staticmethod
+    def _add_args(txn: Transaction) -> list[Any]:
+        record = [txn.at, txn.cents, txn.device_id, txn.ip_address, txn.merchant_id]
+        member = orjson.dumps([*record, txn.transaction_id])
+        return [txn.transaction_id, txn.at, txn.customer_id, txn.merchant_id, member]
+
+    def _added(self, clock: Any) -> bool:
+        if int(clock) < 0:
             return False
-        self._clock = max(self._clock, clock)
+        self._clock = max(self._clock, int(clock))
         return True
 
     def add_report(self, transaction_id: str, reported_at: int) -> ReportOutcome:
