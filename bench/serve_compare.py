@@ -7,7 +7,9 @@ The servers use the warehouse and registry of the environment (as ``make serve``
 Redis key prefix (bootstrapped by the first Redis run, deleted at the end) and
 ``bench/out/decisions`` for the decision log. CPU columns: the server is the parent and all its
 workers; ``--redis-pid`` adds redis-server's. The generator runs on the same machine: on few
-cores it competes with the workers for CPU (its own column says how much it took).
+cores it competes with the workers for CPU (its own column says how much it took), as does
+anything else running (``load_1m``: the load average after each step; ``os.cpu_count()`` is
+printed with the ratio).
 """
 
 from __future__ import annotations
@@ -100,7 +102,9 @@ def compare(
                 )
                 args.server_pid = pid
                 for row in run_steps(args):
-                    rows.append({"state": state, "workers": workers, **row})
+                    # the machine's 1-minute load average after the step: others' load shows
+                    load = round(os.getloadavg()[0], 1)
+                    rows.append({"state": state, "workers": workers, **row, "load_1m": load})
     finally:
         store = RedisState(args.redis_url, prefix)
         store.clear()
@@ -126,5 +130,5 @@ def ratio_lines(rows: list[dict]) -> list[str]:
     ]
     if one and two and max(one.values()) > 0:
         best = max(two.values()) / max(one.values())
-        lines.append(f"best step: redis x2 / redis x1 = {best:.2f}")
+        lines.append(f"best step: redis x2 / redis x1 = {best:.2f} ({os.cpu_count()} CPUs)")
     return lines
