@@ -13,7 +13,7 @@ addressable by fraud reports for ``report_retention_days``.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +40,8 @@ class FeatureState(Protocol):
     def add_transaction(self, txn: Transaction) -> bool: ...
 
     def history_and_add(self, txn: Transaction) -> tuple[History, bool]: ...
+
+    def add_transactions(self, txns: Sequence[Transaction]) -> list[bool]: ...
 
     def add_report(self, transaction_id: str, reported_at: int) -> ReportOutcome: ...
 
@@ -106,6 +108,10 @@ class InMemoryState:
         insort(self.merchant_transactions.setdefault(txn.merchant_id, []), txn.at)
         self._advance(txn.at)
         return True
+
+    def add_transactions(self, txns: Sequence[Transaction]) -> list[bool]:
+        """``add_transaction`` of each, in order (the bootstrap's batches)."""
+        return [self.add_transaction(txn) for txn in txns]
 
     def history_and_add(self, txn: Transaction) -> tuple[History, bool]:
         """``history(txn)``, then ``add_transaction(txn)`` (what a scored transaction does). The

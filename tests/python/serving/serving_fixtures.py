@@ -40,12 +40,9 @@ def serving_env(serving_build: DbtProject, monkeypatch: pytest.MonkeyPatch) -> I
     yield serving_build.root
 
 
-def replayed_features(
-    project: DbtProject, state: FeatureState
-) -> tuple[pd.DataFrame, list[ReportOutcome], FeatureState]:
-    """The fixture's transactions and reports replayed in time order through ``state`` (the
-    path requests take): each transaction's features just before it is added, the outcome of
-    every report, and the state after."""
+def fixture_events(project: DbtProject, state: FeatureState) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The reference data set into ``state`` (customers, merchants); returns the transactions
+    and the reports to replay (valid or duplicate, as the bootstrap reads them)."""
     transactions = project.query("select * from silver.transactions_cleaned")
     reports = project.query(
         "select transaction_id, reported_at from silver.fraud_reports_validated "
@@ -54,6 +51,16 @@ def replayed_features(
     customers = project.query("select customer_id, created_date from silver.customers")
     merchants = project.query("select distinct merchant_id from bronze.merchants_raw")
     set_reference(state, customers, merchants)
+    return transactions, reports
+
+
+def replayed_features(
+    project: DbtProject, state: FeatureState
+) -> tuple[pd.DataFrame, list[ReportOutcome], FeatureState]:
+    """The fixture's transactions and reports replayed in time order through ``state`` (the
+    path requests take): each transaction's features just before it is added, the outcome of
+    every report, and the state after."""
+    transactions, reports = fixture_events(project, state)
     rows: dict[str, dict] = {}
 
     def before_add(txn: Transaction) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 from redis_process import redis_url  # noqa: F401
-from serving_fixtures import replayed_features, serving_build  # noqa: F401
+from serving_fixtures import fixture_events, replayed_features, serving_build  # noqa: F401
 
+from ml.serving.bootstrap import replay, transactions_from_frame
 from ml.serving.online_features import MICROS_PER_DAY, Transaction, compute_features
 from ml.serving.redis_state import RedisState
 from ml.serving.state import REPORT_ACCEPTED, REPORT_DUPLICATE, InMemoryState
@@ -44,6 +46,30 @@ def test_fixture_replay_identical_to_in_memory(serving_build, redis_url) -> None
         assert redis_outcomes == memory_outcomes
         assert {o.status for o in redis_outcomes} >= {REPORT_ACCEPTED, REPORT_DUPLICATE}
         assert state.stats() == memory_state.stats()
+    finally:
+        state.clear()
+        state.close()
+
+
+def test_batched_bootstrap_replay_identical(serving_build, redis_url) -> None:  # noqa: F811
+    """The bootstrap's path (no look between transactions: pipelined batches into Redis) leaves
+    the same state: same report outcomes and stats, same features for a transaction of each
+    customer and merchant of the last 300 arriving after everything."""
+    memory, state = InMemoryState(), RedisState(redis_url, prefix="test-batched")
+    state.clear()
+    try:
+        results = []
+        for store in (memory, state):
+            transactions, reports = fixture_events(serving_build, store)
+            results.append(replay(store, transactions, reports))
+        assert results[0] == results[1] and results[0][0] >= 8000
+        assert state.stats() == memory.stats()
+        last = sorted(transactions_from_frame(transactions), key=lambda t: t.at)[-300:]
+        for txn in last:
+            probe = replace(txn, transaction_id="probe", at=memory.clock + 1)
+            assert compute_features(probe, state.history(probe)) == compute_features(
+                probe, memory.history(probe)
+            )
     finally:
         state.clear()
         state.close()
