@@ -51,7 +51,8 @@ def make_state(settings: ServeSettings) -> FeatureState:
 
 def bootstrap_state(state: FeatureState, warehouse: Any, settings: ServeSettings) -> None:
     """Fill the state from the warehouse (``settings.bootstrap``); a Redis state only once: its
-    workers keep it current, a restart must not replay the warehouse over newer events."""
+    workers keep it current, a restart must not replay the warehouse over newer events (an
+    interrupted bootstrap, never marked, is redone: transactions and reports are idempotent)."""
     if not settings.bootstrap:
         return
     if isinstance(state, RedisState):
@@ -68,15 +69,19 @@ def bootstrap_state(state: FeatureState, warehouse: Any, settings: ServeSettings
     logger.warning("state bootstrapped in %.1f s: %s", time.perf_counter() - started, summary)
 
 
+def no_champion(settings: ServeSettings) -> NoModelError:
+    return NoModelError(
+        f"refusing to start: no version of {MODEL_NAME} has alias "
+        f"@{registry.CHAMPION_ALIAS} and target {settings.target!r} is a production target "
+        "(promote one with fraud-promote --model transaction_classifier)"
+    )
+
+
 def check_champion(settings: ServeSettings) -> None:
     """Refuse to start on a production target without @champion (NoModelError)."""
     registry.configure()
     if alias_version(registry.CHAMPION_ALIAS) is None and not settings.allows_unpromoted:
-        raise NoModelError(
-            f"refusing to start: no version of {MODEL_NAME} has alias "
-            f"@{registry.CHAMPION_ALIAS} and target {settings.target!r} is a production target "
-            "(promote one with fraud-promote --model transaction_classifier)"
-        )
+        raise no_champion(settings)
 
 
 def load_champion(settings: ServeSettings, sample: pd.DataFrame) -> OnlineModel:
@@ -84,11 +89,7 @@ def load_champion(settings: ServeSettings, sample: pd.DataFrame) -> OnlineModel:
     if version is not None:
         return load_model(registry.CHAMPION_ALIAS, version, sample)
     if not settings.allows_unpromoted:
-        raise NoModelError(
-            f"refusing to start: no version of {MODEL_NAME} has alias "
-            f"@{registry.CHAMPION_ALIAS} and target {settings.target!r} is a production target "
-            "(promote one with fraud-promote --model transaction_classifier)"
-        )
+        raise no_champion(settings)
     latest = registry.latest_version(MODEL_NAME)
     if latest is None:
         raise NoModelError(f"no version of {MODEL_NAME} is registered: run `make run` first")
