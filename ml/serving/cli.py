@@ -156,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return serve_workers(settings)
         service = build_service(settings)
-    except (SettingError, NoModelError, WarehouseError, RedisError) as exc:
+    except (SettingError, NoModelError, WarehouseError) as exc:
         print(f"fraud-serve: {exc}", file=sys.stderr)
+        return 2
+    except RedisError as exc:
+        print(f"fraud-serve: FRAUD_SERVE_STATE={settings.state_url}: {exc}", file=sys.stderr)
         return 2
     import uvicorn
 

@@ -4,7 +4,7 @@ its own, the fixture build's warehouse and registry): both workers answer (their
 features in each worker's decision log), reports are shared (the first accepted, the rest
 duplicates, whichever worker takes them; the label counts for the merchant's next
 transaction), and SIGTERM stops the parent and every worker. Plus the settings: a bad state
-URL, and several workers without Redis, are refused naming the variable."""
+URL, several workers without Redis, and an unreachable Redis are refused naming the variable."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pandas as pd
 import psutil
 import pytest
 from redis_process import redis_url  # noqa: F401
-from serve_process import BIN, Server, landing_body, running_server, serve_env
+from serve_process import BIN, Server, free_port, landing_body, running_server, serve_env
 from serving_fixtures import serving_build  # noqa: F401
 
 from ml.serving.config import ServeSettings, SettingError
@@ -137,6 +137,22 @@ def test_two_workers_share_the_redis_state(serving_build, redis_url, tmp_path) -
     assert server.process.returncode == 0, server.output()
     _, alive = psutil.wait_procs(family, timeout=10)
     assert not alive, f"left behind: {alive}"
+
+
+def test_unreachable_redis_refuses_to_start(serving_build, tmp_path) -> None:  # noqa: F811
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    env = {**serve_env(serving_build.env()), "FRAUD_SERVE_STATE": url}
+    env["FRAUD_SERVE_LOG_DIR"] = str(tmp_path)
+    for workers in ("1", "2"):
+        done = subprocess.run(
+            [str(BIN / "fraud-serve"), "--workers", workers],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert done.returncode == 2, done.stderr
+        assert f"FRAUD_SERVE_STATE={url}" in done.stderr and "onnect" in done.stderr, done.stderr
 
 
 def test_settings_refuse_bad_state_and_workers_without_redis(monkeypatch, tmp_path) -> None:
