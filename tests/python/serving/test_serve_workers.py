@@ -3,13 +3,15 @@ its own, the fixture build's warehouse and registry): both workers answer (their
 /readyz), transactions scored through one worker are in the history the other one sees (the
 features in each worker's decision log), reports are shared (the first accepted, the rest
 duplicates, whichever worker takes them; the label counts for the merchant's next
-transaction), and SIGTERM stops the parent and every worker. Plus the settings: a bad state
+transaction), and SIGTERM stops the parent and every worker; a worker's death stops the
+service. Plus the settings: a bad state
 URL, several workers without Redis, and an unreachable Redis are refused naming the variable."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -137,6 +139,26 @@ def test_two_workers_share_the_redis_state(serving_build, redis_url, tmp_path) -
     assert server.process.returncode == 0, server.output()
     _, alive = psutil.wait_procs(family, timeout=10)
     assert not alive, f"left behind: {alive}"
+
+
+def test_a_dead_worker_stops_the_service(serving_build, redis_url, tmp_path) -> None:  # noqa: F811
+    """A worker killed with SIGKILL: the parent stops the other one and exits 1 (a supervisor
+    sees the service down, not silently half its size)."""
+    env = serve_env(serving_build.env())
+    settings = {
+        "FRAUD_SERVE_STATE": redis_url,
+        "FRAUD_SERVE_STATE_PREFIX": "serve-workers-death",
+        "FRAUD_SERVE_WORKERS": "2",
+    }
+    with running_server(env, tmp_path, **settings) as server:
+        pids = worker_pids(server, 2)
+        assert len(pids) == 2, server.output()
+        family = psutil.Process(server.process.pid).children(recursive=True)
+        os.kill(min(pids), signal.SIGKILL)
+        assert server.process.wait(timeout=60) == 1, server.output()
+        _, alive = psutil.wait_procs(family, timeout=10)
+        assert not alive, f"left behind: {alive}"
+        assert "exited -9: stopping all" in server.output()
 
 
 def test_unreachable_redis_refuses_to_start(serving_build, tmp_path) -> None:  # noqa: F811
