@@ -25,7 +25,7 @@ TEST_DIR := $(CURDIR)/.test-run
 TEST_ENV := FRAUD_WAREHOUSE_DIR=$(TEST_DIR)/warehouse FRAUD_MLFLOW_DIR=$(TEST_DIR)/mlflow
 TEST_VARS := {rf_min_fraud_customers: 10}
 
-.PHONY: help setup lock data build run lint dbt-test test test-engines bench bench-serve serve clean mlflow-ui
+.PHONY: help setup lock data build run lint dbt-test test test-engines bench bench-serve bench-serve-workers serve clean mlflow-ui
 
 help:
 	@echo "make run    generate data, build, train, promote, score, monitor (DuckDB)"
@@ -34,6 +34,7 @@ help:
 	@echo "make bench  benchmark harness (see README)"
 	@echo "make serve  the real-time scoring service on 127.0.0.1 (after make run)"
 	@echo "make bench-serve  load test of fraud-serve on loopback (LOADTEST_ARGS)"
+	@echo "make bench-serve-workers  the same: memory x1 vs Redis x1 vs Redis x2 workers"
 
 $(STAMP):
 	rm -f $(VENV)/.installed-*
@@ -119,6 +120,18 @@ bench-serve: setup
 	    $(BIN)/fraud-serve & server=$$!; trap 'kill $$server 2>/dev/null || true; wait $$server || true' EXIT; \
 	for i in $$(seq 1 120); do curl -sf http://127.0.0.1:$(LOADTEST_PORT)/readyz > /dev/null && break; sleep 1; done; \
 	$(BIN)/fraud-loadtest --port $(LOADTEST_PORT) --server-pid $$server --data $(RAW_DIR) $(LOADTEST_ARGS)
+
+# The same steps against fraud-serve with memory state x1, Redis state x1 and Redis x2 workers
+# (started by fraud-loadtest itself), on a redis-server started here on a loopback port, with no
+# persistence, and stopped afterwards (Debian: apt-get install redis-server).
+LOADTEST_REDIS_PORT ?= 16379
+bench-serve-workers: setup
+	@command -v redis-server > /dev/null || { echo "redis-server missing: apt-get install -y --no-install-recommends redis-server"; exit 2; }
+	dir=$$(mktemp -d); redis-server --bind 127.0.0.1 --port $(LOADTEST_REDIS_PORT) --save '' --appendonly no --dir $$dir > $$dir/redis.log 2>&1 & redis=$$!; \
+	trap 'kill $$redis 2>/dev/null || true; wait $$redis || true; rm -rf $$dir' EXIT; \
+	for i in $$(seq 1 50); do redis-cli -p $(LOADTEST_REDIS_PORT) ping > /dev/null 2>&1 && break; sleep 0.1; done; \
+	$(BIN)/fraud-loadtest --compare-workers --redis-url redis://127.0.0.1:$(LOADTEST_REDIS_PORT)/0 --redis-pid $$redis \
+	    --port $(LOADTEST_PORT) --data $(RAW_DIR) $(LOADTEST_ARGS)
 
 # mlflow ui runs its server (uvicorn or gunicorn) and workers as child processes, which outlive
 # a plain `mlflow` killed by make. Run it in a session (process group) of its own and end that

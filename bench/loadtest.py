@@ -5,6 +5,8 @@ Usage::
     fraud-loadtest --data tests/fixtures/small --rates 250,500,1000 --duration 5 [--batch 1]
                    [--connections 32] [--port 8765] [--server-pid PID]
     fraud-loadtest --in-process 5000      # features + score + reasons, no HTTP
+    fraud-loadtest --compare-workers --redis-url redis://127.0.0.1:16379/0 [--redis-pid PID]
+                   # memory x1, redis x1, redis x2 workers, servers started here (serve_compare)
 
 Bodies are real transactions of ``--data`` (landing Parquet files) with fresh transaction ids
 and timestamps just after the data's newest one (what arrives next). Each step offers
@@ -12,7 +14,8 @@ and timestamps just after the data's newest one (what arrives next). Each step o
 i is due at start + i / rate and its latency is measured from that due time (a server that
 falls behind is charged for the queue: no coordinated omission). Printed per step: offered
 and achieved transactions/s, p50/p99/p99.9 latency (ms), errors (non-200 or timeouts), and CPU
-seconds per wall second of the server (``--server-pid``) and of this generator. Only
+seconds per wall second of the server (``--server-pid`` and its worker processes), of
+redis-server (``--redis-pid``) and of this generator. Only
 127.0.0.1 is accepted; counts and durations are bounded (``MAX_*``).
 """
 
@@ -51,6 +54,7 @@ class StepResult:
     latencies_ms: np.ndarray
     server_cpu: float | None
     client_cpu: float
+    redis_cpu: float | None = None
 
     def row(self) -> dict[str, float | int | str]:
         lat = self.latencies_ms if self.latencies_ms.size else np.array([np.nan])
@@ -62,6 +66,7 @@ class StepResult:
             "p999_ms": round(float(np.percentile(lat, 99.9)), 2),
             "errors": self.errors,
             "server_cpu": "-" if self.server_cpu is None else round(self.server_cpu, 2),
+            "redis_cpu": "-" if self.redis_cpu is None else round(self.redis_cpu, 2),
             "client_cpu": round(self.client_cpu, 2),
         }
 
@@ -166,16 +171,27 @@ async def run_step(
     return total, counters["ok"], counters["errors"], seconds, np.asarray(latencies)
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            total += sum(process.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def measure(args: argparse.Namespace, rate: int, requests: list[bytes]) -> StepResult:
     server = psutil.Process(args.server_pid) if args.server_pid else None
-    me = psutil.Process()
-    s0 = sum(server.cpu_times()[:2]) if server else 0.0
-    c0 = sum(me.cpu_times()[:2])
+    # the server: fraud-serve and its workers (fraud-serve --workers N)
+    servers = [server, *server.children(recursive=True)] if server else []
+    redis = [psutil.Process(args.redis_pid)] if args.redis_pid else []
+    me = [psutil.Process()]
+    s0, r0, c0 = cpu_seconds(servers), cpu_seconds(redis), cpu_seconds(me)
     sent, ok, errors, seconds, lat = asyncio.run(
         run_step(args.port, rate, args.duration, args.connections, requests)
     )
-    s1 = sum(server.cpu_times()[:2]) if server else 0.0
-    c1 = sum(me.cpu_times()[:2])
+    s1, r1, c1 = cpu_seconds(servers), cpu_seconds(redis), cpu_seconds(me)
     return StepResult(
         rate,
         args.batch,
@@ -186,6 +202,7 @@ def measure(args: argparse.Namespace, rate: int, requests: list[bytes]) -> StepR
         lat,
         (s1 - s0) / seconds if server else None,
         (c1 - c0) / seconds,
+        (r1 - r0) / seconds if redis else None,
     )
 
 
@@ -242,7 +259,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--in-process", type=int, metavar="N", help="instead: time N in-process decisions"
     )
+    parser.add_argument(
+        "--compare-workers",
+        action="store_true",
+        help="start fraud-serve memory x1, redis x1, redis x2 here and compare (--redis-url)",
+    )
+    parser.add_argument("--redis-url", help="the redis-server of --compare-workers")
+    parser.add_argument("--redis-pid", type=int, help="redis-server's pid (CPU column)")
     args = parser.parse_args(argv)
+    if args.compare_workers and not (args.redis_url or "").startswith("redis://127.0.0.1:"):
+        parser.error("--compare-workers needs --redis-url redis://127.0.0.1:PORT/DB (loopback)")
     if args.host != "127.0.0.1":
         parser.error("--host: loopback only (127.0.0.1)")
     args.rate_list = [int(r) for r in args.rates.split(",") if r.strip()]
@@ -267,18 +293,31 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown([in_process(bodies, min(args.in_process, 1_000_000))]))
         return 0
     token = os.environ.get(args.token_env)
-    rows, offset = [], 0
-    for rate in args.rate_list:
-        needed = int(rate * args.duration)
-        requests: list[bytes] = []
-        while len(requests) < needed:
-            requests += request_bytes(bodies, offset, args.batch, token)
-            offset += len(bodies) // args.batch
-        started = time.perf_counter()
-        result = measure(args, rate, requests[:needed])
-        rows.append(result.row())
-        print(f"step {rate}/s done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    print(markdown(rows))
+    offset = 0
+
+    def run_steps(args: argparse.Namespace) -> list[dict]:
+        nonlocal offset  # fresh transaction ids across steps and servers
+        rows = []
+        for rate in args.rate_list:
+            needed = int(rate * args.duration)
+            requests: list[bytes] = []
+            while len(requests) < needed:
+                requests += request_bytes(bodies, offset, args.batch, token)
+                offset += len(bodies) // args.batch
+            started = time.perf_counter()
+            result = measure(args, rate, requests[:needed])
+            rows.append(result.row())
+            print(f"step {rate}/s done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        return rows
+
+    if args.compare_workers:
+        from bench.serve_compare import compare, ratio_lines
+
+        rows = compare(args, run_steps)
+        print(markdown(rows))
+        print("\n".join(ratio_lines(rows)))
+        return 0
+    print(markdown(run_steps(args)))
     return 0
 
 

@@ -2,7 +2,8 @@
 
 ``POST /v1/score``          one transaction (object) or a batch (array) in the landing schema
 ``POST /v1/fraud-reports``  one report {transaction_id, reported_at, report_type} or a list
-``GET /healthz`` alive · ``GET /readyz`` model + state loaded · ``GET /metrics`` Prometheus
+``GET /healthz`` alive · ``GET /readyz`` model + state loaded (+ the worker's pid) ·
+``GET /metrics`` Prometheus
 
 Every rejected body is a 4xx whose JSON names the field (``{"error", "field", "index"}``):
 malformed JSON 400, too large 413, wrong media 415, invalid fields 422, missing/wrong token
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -167,7 +169,12 @@ def create_app(
         return reply({"status": "alive"})
 
     async def readyz(request: Request) -> Response:
-        body = {"ready": service.ready, "models": service.models(), "state": service.state.stats()}
+        body = {
+            "ready": service.ready,
+            "models": service.models(),
+            "state": service.state.stats(),
+            "pid": os.getpid(),  # which worker answered (fraud-serve --workers N)
+        }
         return reply(body, 200 if service.ready else 503)
 
     async def metrics_text(request: Request) -> Response:

@@ -88,16 +88,23 @@ def replay(
     report_at = [max(r, at_of.get(i, r)) for i, r in zip(report_ids, reported, strict=True)]
     order = sorted(range(len(report_at)), key=lambda i: report_at[i])
     outcomes: list[ReportOutcome] = []
+    pending: list[Transaction] = []  # added in batches when nothing looks in between
     j = 0
     for txn in txns:
         # reports known by now whose transaction is already in the state
+        if j < len(order) and report_at[order[j]] < txn.at:
+            state.add_transactions(pending)
+            pending = []
         while j < len(order) and report_at[order[j]] < txn.at:
             k = order[j]
             outcomes.append(state.add_report(report_ids[k], reported[k]))
             j += 1
         if before_add is not None:
             before_add(txn)
-        state.add_transaction(txn)
+            state.add_transaction(txn)
+        else:
+            pending.append(txn)
+    state.add_transactions(pending)
     for k in order[j:]:
         outcomes.append(state.add_report(report_ids[k], reported[k]))
     return len(txns), outcomes

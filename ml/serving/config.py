@@ -4,6 +4,7 @@ upper case, ``ml.settings``), validated into values; README "Real-time scoring" 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,13 @@ from ml.serving.state import DEFAULT_REPORT_RETENTION_DAYS
 from ml.settings import PROJECT_ROOT, env_var_name, from_env
 
 FALLBACK_TARGETS = ("local", "test")  # = ml.scoring.selection.ScoringSettings.fallback_targets
+MEMORY_STATE = "memory"
+# redis://host[:port][/db], no credentials in the URL (a password would be a secret in a setting)
+REDIS_URL = re.compile(
+    r"redis://(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?(?:/(?P<db>\d{1,2}))?"
+)
+PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_WORKERS = 64
 
 
 class SettingError(ValueError):
@@ -31,6 +39,20 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def parse_state_url(raw: str) -> str:
+    """``memory`` or a validated ``redis://host[:port][/db]`` URL (FRAUD_SERVE_STATE)."""
+    if raw == MEMORY_STATE:
+        return raw
+    match = REDIS_URL.fullmatch(raw)
+    port = int(match["port"] or 6379) if match else 0
+    if match is None or not 1 <= port <= 65535:
+        raise SettingError(
+            f"FRAUD_SERVE_STATE={raw!r} must be 'memory' or a Redis URL "
+            "redis://host[:port][/db] (e.g. redis://127.0.0.1:6379/0, no credentials)"
+        )
+    return raw
+
+
 def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = from_env(name, default) or default
     if value not in allowed:
@@ -44,7 +66,9 @@ class ServeSettings:
     port: int = 8765
     target: str = "local"
     token: str | None = field(default=None, repr=False)
-    state_url: str = "memory"  # the only store so far (Redis: open work, README)
+    state_url: str = MEMORY_STATE  # or redis://host:port/db (ml.serving.redis_state)
+    state_prefix: str = "fraud-serve"  # Redis key prefix (workers sharing it share the state)
+    workers: int = 1  # > 1 needs Redis state
     log_dir: Path = PROJECT_ROOT / "warehouse" / "decisions"
     log_sync: str = "fsync"
     log_max_bytes: int = 64 * 1024 * 1024
@@ -54,6 +78,24 @@ class ServeSettings:
     limits: Limits = field(default_factory=Limits)
     bootstrap: bool = True
 
+    def __post_init__(self) -> None:
+        parse_state_url(self.state_url)
+        if not PREFIX.fullmatch(self.state_prefix):
+            raise SettingError(
+                f"FRAUD_SERVE_STATE_PREFIX={self.state_prefix!r}: 1-64 letters, digits, _ . -"
+            )
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise SettingError(f"FRAUD_SERVE_WORKERS={self.workers} must be in 1..{MAX_WORKERS}")
+        if self.workers > 1 and self.state_url == MEMORY_STATE:
+            raise SettingError(
+                f"FRAUD_SERVE_WORKERS={self.workers} (--workers) needs shared state: set "
+                "FRAUD_SERVE_STATE=redis://host:port/db (in-process state is one worker's)"
+            )
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.state_url != MEMORY_STATE
+
     @property
     def allows_unpromoted(self) -> bool:
         return self.target in FALLBACK_TARGETS
@@ -62,18 +104,14 @@ class ServeSettings:
     def from_env(cls) -> ServeSettings:
         warehouse = Path(from_env("warehouse_dir") or PROJECT_ROOT / "warehouse")
         token_var = from_env("serve_token_env", "FRAUD_SERVE_TOKEN") or "FRAUD_SERVE_TOKEN"
-        state_url = from_env("serve_state", "memory") or "memory"
-        if state_url != "memory":
-            raise SettingError(
-                f"FRAUD_SERVE_STATE={state_url!r}: only 'memory' (in-process state) exists yet; "
-                "shared Redis state for several workers is not implemented"
-            )
         return cls(
             host=from_env("serve_host", "127.0.0.1") or "127.0.0.1",
             port=_int("serve_port", 8765, 1),
             target=os.environ.get("DBT_TARGET") or "local",
             token=os.environ.get(token_var) or None,
-            state_url=state_url,
+            state_url=parse_state_url(from_env("serve_state", MEMORY_STATE) or MEMORY_STATE),
+            state_prefix=from_env("serve_state_prefix", "fraud-serve") or "fraud-serve",
+            workers=_int("serve_workers", 1, 1),
             log_dir=Path(from_env("serve_log_dir") or warehouse / "decisions"),
             log_sync=_choice("serve_log_sync", "fsync", ("fsync", "write")),
             log_max_bytes=_int("serve_log_max_bytes", 64 * 1024 * 1024, 4096),

@@ -17,7 +17,7 @@ relative (the parity test).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -68,6 +68,9 @@ class History:
     customer_created_day: int | None = None  # days since the epoch; None = unknown customer
     is_known_merchant: bool = True
     notes: tuple[str, ...] = field(default=())
+    # a store that counts in place (RedisState): merchant window name -> (transactions, labels)
+    # in [t - N, t); when given, merchant_transactions / merchant_labels are not read
+    merchant_counts: Mapping[str, tuple[int, int]] | None = None
 
 
 def epoch_micros(value: datetime) -> int:
@@ -140,9 +143,12 @@ def compute_features(txn: Transaction, history: History) -> dict[str, float | in
         {r.ip_address for r in last_day if r.ip_address is not None}
     )
     for window in spec.MERCHANT_WINDOWS:
-        start = t - window.micros
-        n_txn = _count_between(history.merchant_transactions, start, t)
-        n_fraud = _count_between(history.merchant_labels, start, t)
+        if history.merchant_counts is not None:
+            n_txn, n_fraud = history.merchant_counts[window.name]
+        else:
+            start = t - window.micros
+            n_txn = _count_between(history.merchant_transactions, start, t)
+            n_fraud = _count_between(history.merchant_labels, start, t)
         out[f"merchant_txn_count_{window.name}"] = n_txn
         out[f"merchant_fraud_count_{window.name}"] = n_fraud
         out[f"merchant_fraud_rate_{window.name}"] = n_fraud / n_txn if n_txn > 0 else 0.0

@@ -78,12 +78,11 @@ class ScoringService:
     # -- scoring ------------------------------------------------------------------------------
     def _decide(self, model: OnlineModel, txn: Transaction) -> tuple[dict[str, Any], bytes]:
         started = time.perf_counter_ns()
-        history = self.state.history(txn)
+        history, _ = self.state.history_and_add(txn)  # a retried id is scored, counted once
         features = compute_features(txn, history)
         features_done = time.perf_counter_ns()
         decision = model.decide(features, cold_start_notes(history))
         decided = time.perf_counter_ns()
-        self.state.add_transaction(txn)
         reply = {
             "transaction_id": txn.transaction_id,
             "fraud_probability": decision.fraud_probability,

@@ -1,9 +1,9 @@
 """Online feature state: per customer the transactions of the lookback, per merchant the
 transaction times and the times fraud labels became known, the customer profile (creation
 day), the known merchants, and per transaction what a late fraud report needs (its merchant and
-time). ``InMemoryState`` keeps it in the process (the embedded default; a store for several workers,
-e.g. Redis, would implement the same ``FeatureState`` protocol: open work);
-``ml.serving.bootstrap`` fills it from the warehouse.
+time). ``InMemoryState`` keeps it in the process (the embedded default, one worker);
+``ml.serving.redis_state.RedisState`` implements the same ``FeatureState`` protocol in Redis
+for several workers; ``ml.serving.bootstrap`` fills either from the warehouse.
 
 Old entries are pruned: windows older than the lookback (plus ``slack``, for transactions that
 arrive out of order) are dropped as the clock (newest event seen) advances; transactions stay
@@ -13,7 +13,7 @@ addressable by fraud reports for ``report_retention_days``.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +38,10 @@ class FeatureState(Protocol):
     def history(self, txn: Transaction) -> History: ...
 
     def add_transaction(self, txn: Transaction) -> bool: ...
+
+    def history_and_add(self, txn: Transaction) -> tuple[History, bool]: ...
+
+    def add_transactions(self, txns: Sequence[Transaction]) -> list[bool]: ...
 
     def add_report(self, transaction_id: str, reported_at: int) -> ReportOutcome: ...
 
@@ -104,6 +108,16 @@ class InMemoryState:
         insort(self.merchant_transactions.setdefault(txn.merchant_id, []), txn.at)
         self._advance(txn.at)
         return True
+
+    def add_transactions(self, txns: Sequence[Transaction]) -> list[bool]:
+        """``add_transaction`` of each, in order (the bootstrap's batches)."""
+        return [self.add_transaction(txn) for txn in txns]
+
+    def history_and_add(self, txn: Transaction) -> tuple[History, bool]:
+        """``history(txn)``, then ``add_transaction(txn)`` (what a scored transaction does). The
+        history shares the live lists, which the add changes only at t: outside every window."""
+        history = self.history(txn)
+        return history, self.add_transaction(txn)
 
     def add_report(self, transaction_id: str, reported_at: int) -> ReportOutcome:
         """A fraud report: the earliest report of a transaction is its label (a later one is a

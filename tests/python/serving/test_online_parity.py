@@ -9,12 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
 import pytest
-from serving_fixtures import serving_build, serving_env  # noqa: F401
+from serving_fixtures import replayed_features, serving_build, serving_env  # noqa: F401
 
 from ml import registry
-from ml.serving.bootstrap import replay, set_reference
 from ml.serving.model import alias_version, load_model
 from ml.serving.online_features import (
     MICROS_PER_DAY,
@@ -31,29 +29,9 @@ TOLERANCE = 1e-9
 HOUR = 3600 * 1_000_000
 
 
-def replayed_features(project) -> tuple[pd.DataFrame, list]:
-    transactions = project.query("select * from silver.transactions_cleaned")
-    reports = project.query(
-        "select transaction_id, reported_at from silver.fraud_reports_validated "
-        "where rejection_reasons is null or rejection_reasons = 'duplicate_report'"
-    )
-    customers = project.query("select customer_id, created_date from silver.customers")
-    merchants = project.query("select distinct merchant_id from bronze.merchants_raw")
-    state = InMemoryState()
-    set_reference(state, customers, merchants)
-    rows: dict[str, dict] = {}
-
-    def before_add(txn: Transaction) -> None:
-        rows[txn.transaction_id] = compute_features(txn, state.history(txn))
-
-    _, outcomes = replay(state, transactions, reports, before_add)
-    frame = pd.DataFrame.from_dict(rows, orient="index")[list(FEATURE_COLUMNS)]
-    return frame, outcomes
-
-
 @pytest.fixture(scope="module")
 def parity(serving_build):  # noqa: F811
-    online, _ = replayed_features(serving_build)
+    online, _, _ = replayed_features(serving_build, InMemoryState())
     batch = serving_build.query("select * from gold.transaction_risk_features")
     return online, batch.set_index("transaction_id")
 
