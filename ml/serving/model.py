@@ -107,30 +107,65 @@ class OnlineModel:
         """Probability, flag and the contributions the reasons are written from, by the rule
         of ``ml.scoring.explanations`` (exact TreeSHAP when flagged, the path attribution
         otherwise) and batch's code, so they equal gold.transaction_fraud_scores'."""
+        [(probability, flagged, contrib)] = self._scored([features])
+        return probability, flagged, contrib
+
+    def _scored(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[float, bool, dict[str, float]]]:
+        """``probability_and_contributions`` of several rows in one call of the batch code
+        (each row's numbers do not depend on the others: ``booster_scores``)."""
         if self.booster is not None:
-            probability, flagged, raw = booster_scores(
-                self.booster, self.row(features), self.threshold
+            matrix = np.vstack([self.row(features) for features in rows])
+            probability, flagged, raw = booster_scores(self.booster, matrix, self.threshold)
+            return [
+                (
+                    float(probability[i]),
+                    bool(flagged[i]),
+                    {c: float(v) for c, v in zip(self.columns, raw[i], strict=True)},
+                )
+                for i in range(len(rows))
+            ]
+        frame = feature_matrix(pd.DataFrame([dict(features) for features in rows]))
+        scores = fraud_probability(self.pipeline, frame)
+        flags = flag(np.asarray(scores), self.threshold, CLASSIFIER_KIND)
+        contrib = contributions(self.pipeline, frame)
+        return [
+            (
+                float(scores[i]),
+                bool(flags[i]),
+                {str(k): float(v) for k, v in contrib.iloc[i].to_dict().items()},
             )
-            contrib = {c: float(v) for c, v in zip(self.columns, raw[0], strict=True)}
-            return float(probability[0]), bool(flagged[0]), contrib
-        frame = feature_matrix(pd.DataFrame([dict(features)]))
-        probability = float(fraud_probability(self.pipeline, frame)[0])
-        flagged = bool(flag(np.asarray([probability]), self.threshold, CLASSIFIER_KIND)[0])
-        contrib = contributions(self.pipeline, frame).iloc[0].to_dict()
-        return probability, flagged, {str(k): float(v) for k, v in contrib.items()}
+            for i in range(len(rows))
+        ]
 
     def decide(self, features: Mapping[str, Any], notes: Sequence[str] = ()) -> Decision:
         """Score one transaction: probability, flag, band and three reasons (cold-start notes,
         when any, take the last slots so the reply says the defaults were used)."""
-        probability, is_flagged, contrib = self.probability_and_contributions(features)
-        scores = np.asarray([probability])
-        flagged = np.asarray([is_flagged])
-        band = risk_bands(flagged, confidence(scores, self.threshold, flagged))[0]
-        reasons = reasons_for_row(features, contrib)
-        if notes:
-            keep = max(0, len(reasons) - len(notes))
-            reasons = (reasons[:keep] + list(notes))[: len(reasons)]
-        return Decision(probability, is_flagged, str(band), reasons, contrib)
+        return self.decide_many([features], [notes])[0]
+
+    def decide_many(
+        self, rows: Sequence[Mapping[str, Any]], notes: Sequence[Sequence[str]]
+    ) -> list[Decision]:
+        """``decide`` for the transactions of one request at once: the model, the flags and
+        the risk bands run once over all rows (vectorised, as in batch), the reasons per row.
+        Each decision equals ``decide`` of its row alone."""
+        if not rows:
+            return []
+        scored = self._scored(rows)
+        scores = np.asarray([p for p, _, _ in scored])
+        flagged = np.asarray([f for _, f, _ in scored])
+        bands = risk_bands(flagged, confidence(scores, self.threshold, flagged))
+        out = []
+        for (probability, is_flagged, contrib), features, extra, band in zip(
+            scored, rows, notes, bands, strict=True
+        ):
+            reasons = reasons_for_row(features, contrib)
+            if extra:
+                keep = max(0, len(reasons) - len(extra))
+                reasons = (reasons[:keep] + list(extra))[: len(reasons)]
+            out.append(Decision(probability, is_flagged, str(band), reasons, contrib))
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"model_name": self.name, "model_version": self.version, "alias": self.alias}

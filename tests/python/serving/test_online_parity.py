@@ -85,6 +85,16 @@ def test_scores_and_reasons_equal_gold_transaction_fraud_scores(
         assert abs(decision.fraud_probability - row["fraud_probability"]) <= TOLERANCE, tid
         assert decision.is_flagged == bool(row["is_flagged"]), tid
         assert decision.reasons == [row["reason_1"], row["reason_2"], row["reason_3"]], tid
+    # a request's transactions are decided in one model call: each equals its row alone
+    rows = [online.loc[tid].to_dict() for tid in ids]
+    notes = [("cold start note",) if i % 7 == 0 else () for i in range(len(rows))]
+    together = model.decide_many(rows, notes)
+    for features, note, decision in zip(rows, notes, together, strict=True):
+        alone = model.decide(features, note)
+        assert decision.fraud_probability == alone.fraud_probability
+        assert (decision.is_flagged, decision.risk_band) == (alone.is_flagged, alone.risk_band)
+        assert decision.reasons == alone.reasons
+        assert decision.contributions == alone.contributions
 
 
 def at(text: str) -> int:
