@@ -93,13 +93,21 @@ class OnlineModel:
         model.booster = getattr(classifier_of(pipeline), "booster_", None)
         return model
 
-    # -- one row ------------------------------------------------------------------------------
-    def row(self, features: Mapping[str, Any]) -> np.ndarray:
-        values = [
-            self.codes[c].get(str(features[c]), math.nan) if c in self.codes else float(features[c])
-            for c in self.columns
-        ]
-        return np.asarray([values], dtype="float64")
+    # -- rows of a request -----------------------------------------------------------------------------
+    def matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """What the classifier sees of ``rows`` (float64, its columns; unknown category NaN)."""
+        return np.asarray(
+            [
+                [
+                    self.codes[c].get(str(features[c]), math.nan)
+                    if c in self.codes
+                    else float(features[c])
+                    for c in self.columns
+                ]
+                for features in rows
+            ],
+            dtype="float64",
+        )
 
     def probability_and_contributions(
         self, features: Mapping[str, Any]
@@ -116,15 +124,13 @@ class OnlineModel:
         """``probability_and_contributions`` of several rows in one call of the batch code
         (each row's numbers do not depend on the others: ``booster_scores``)."""
         if self.booster is not None:
-            matrix = np.vstack([self.row(features) for features in rows])
+            matrix = self.matrix(rows)
             probability, flagged, raw = booster_scores(self.booster, matrix, self.threshold)
             return [
-                (
-                    float(probability[i]),
-                    bool(flagged[i]),
-                    {c: float(v) for c, v in zip(self.columns, raw[i], strict=True)},
+                (p, f, dict(zip(self.columns, contrib, strict=True)))
+                for p, f, contrib in zip(
+                    probability.tolist(), flagged.tolist(), raw.tolist(), strict=True
                 )
-                for i in range(len(rows))
             ]
         frame = feature_matrix(pd.DataFrame([dict(features) for features in rows]))
         scores = fraud_probability(self.pipeline, frame)
