@@ -93,7 +93,7 @@ class OnlineModel:
         model.booster = getattr(classifier_of(pipeline), "booster_", None)
         return model
 
-    # -- rows of a request -----------------------------------------------------------------------------
+    # -- the rows of one request ---------------------------------------------------------------
     def matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """What the classifier sees of ``rows`` (float64, its columns; unknown category NaN)."""
         return np.asarray(
