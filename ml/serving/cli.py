@@ -127,6 +127,25 @@ def build_service(settings: ServeSettings) -> ScoringService:
     )
 
 
+def serving_app(service: ScoringService, settings: ServeSettings, where: str) -> Any:
+    """The HTTP app of ``service`` with the settings' limits, announced on stdout."""
+    from ml.serving.app import create_app
+
+    app = create_app(
+        service,
+        token=settings.token,
+        max_body_bytes=settings.max_body_bytes,
+        alias_poll_seconds=settings.alias_poll_seconds,
+    )
+    assert service.champion is not None
+    print(
+        f"fraud-serve: {service.champion.name} v{service.champion.version} "
+        f"(@{service.champion.alias}) {where} log={settings.log_dir}",
+        flush=True,
+    )
+    return app
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fraud-serve", description=__doc__)
     parser.add_argument("--host", help="listen address (FRAUD_SERVE_HOST, default 127.0.0.1)")
@@ -164,20 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
-    from ml.serving.app import create_app
-
-    app = create_app(
-        service,
-        token=settings.token,
-        max_body_bytes=settings.max_body_bytes,
-        alias_poll_seconds=settings.alias_poll_seconds,
-    )
-    assert service.champion is not None
-    print(
-        f"fraud-serve: {service.champion.name} v{service.champion.version} "
-        f"(@{service.champion.alias}) on http://{settings.host}:{settings.port} "
-        f"state={settings.state_url} log={settings.log_dir}",
-        flush=True,
+    app = serving_app(
+        service, settings, f"on http://{settings.host}:{settings.port} state={settings.state_url}"
     )
     uvicorn.run(app, host=settings.host, port=settings.port, **UVICORN_OPTIONS)
     return 0

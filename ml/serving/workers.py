@@ -43,22 +43,9 @@ def run_worker(settings: ServeSettings, sock: socket.socket) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     import uvicorn
 
-    from ml.serving.app import create_app
-    from ml.serving.cli import UVICORN_OPTIONS, build_service
+    from ml.serving.cli import UVICORN_OPTIONS, build_service, serving_app
 
-    service = build_service(settings)
-    app = create_app(
-        service,
-        token=settings.token,
-        max_body_bytes=settings.max_body_bytes,
-        alias_poll_seconds=settings.alias_poll_seconds,
-    )
-    assert service.champion is not None
-    print(
-        f"fraud-serve worker {os.getpid()}: {service.champion.name} v{service.champion.version} "
-        f"(@{service.champion.alias}) ready",
-        flush=True,
-    )
+    app = serving_app(build_service(settings), settings, f"worker {os.getpid()} ready")
     uvicorn.Server(uvicorn.Config(app, **UVICORN_OPTIONS)).run(sockets=[sock])
 
 

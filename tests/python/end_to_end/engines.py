@@ -13,7 +13,6 @@ import datetime as dt
 import decimal
 import json
 import math
-import os
 import shutil
 import socket
 import subprocess
@@ -29,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import PROJECT_ROOT, DbtProject
+from system_packages import ensure_debian_package
 from warehouse_io import sql_type
 
 
@@ -89,21 +89,9 @@ def free_port() -> int:
 
 
 def ensure_java() -> str | None:
-    """``java`` on PATH, installed from Debian's openjdk-17-jre-headless when missing and we are
-    root with apt-get (CI's fresh machine). Returns why Java is unavailable, or None."""
-    if shutil.which("java"):
-        return None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "java is missing and cannot be installed (needs root and apt-get)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", "openjdk-17-jre-headless"],
-    ):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            return f"{' '.join(command)} failed: {(done.stdout + done.stderr)[-2000:]}"
-    return None if shutil.which("java") else "openjdk-17-jre-headless installed but no java"
+    """``java`` on PATH (Debian's openjdk-17-jre-headless, installed when missing and possible);
+    why not, or None."""
+    return ensure_debian_package("java", "openjdk-17-jre-headless")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 from serve_process import free_port
+from system_packages import ensure_debian_package
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 START_TIMEOUT_S = 20
@@ -23,19 +24,7 @@ START_TIMEOUT_S = 20
 
 def ensure_redis_server() -> str | None:
     """``redis-server`` on PATH (installed when missing and possible); why not, or None."""
-    if shutil.which("redis-server"):
-        return None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "redis-server is missing and cannot be installed (needs root and apt-get)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"],
-    ):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            return f"{' '.join(command)} failed: {(done.stdout + done.stderr)[-2000:]}"
-    return None if shutil.which("redis-server") else "redis-server installed but not on PATH"
+    return ensure_debian_package("redis-server", "redis-server")
 
 
 def unavailable(reason: str) -> None:
