@@ -90,6 +90,15 @@ def daily_realised(
     return daily[columns]
 
 
+def labels_as_of(window_end: datetime, newest_label: datetime) -> datetime:
+    """How far the labels reach: the newest label known by ``window_end``, not the clock. A
+    label feed is an extract (the generator's is taken at its end date, a bank's arrives each
+    night); a day is only as mature as the time since the feed's newest label, so judging
+    maturity from the wall clock would count the frauds of the feed's last weeks, not reported
+    yet, as false flags."""
+    return min(window_end, newest_label)
+
+
 def read_realised(
     warehouse: wh_mod.Warehouse,
     model_name: str,
@@ -101,7 +110,8 @@ def read_realised(
 ) -> Realised:
     """The scores of the version in gold.transaction_fraud_scores whose transaction falls in
     the last ``window`` days before ``window_end`` plus the maturity period (so matured days
-    exist), against the labels known by ``window_end``. ``training``: the run's metrics
+    exist), against the labels known by ``window_end``, with the window first moved back so
+    it ends at the newest of those labels (``labels_as_of``). ``training``: the run's metrics
     (``precision``, ``card_precision_at_k``, ``card_precision_k``)."""
     k = int(training.get("card_precision_k") or DEFAULT_K)
     out = Realised(
@@ -120,8 +130,18 @@ def read_realised(
         return out
     scores_relation = warehouse.relation("gold", "transaction_fraud_scores")
     labels_relation = warehouse.relation("silver", "fraud_labels")
+    newest = warehouse.query(
+        f"select max(label_known_at) as newest from {labels_relation} where label_known_at <= ?",
+        [window_end],
+    )["newest"][0]
+    if newest is None or pd.isna(newest):
+        out.note = f"no label known by {window_end}: not measured"
+        return out
+    span = window_end - (window_start or window_end)  # the monitoring window's length
+    window_end = labels_as_of(window_end, pd.Timestamp(newest).to_pydatetime())
+    out.labels_known_by = window_end
     text = warehouse.sql_type("text")
-    start = (window_start or window_end) - timedelta(days=maturity_days)
+    start = window_end - span - timedelta(days=maturity_days)
     scores = warehouse.query(
         "select transaction_id, customer_id, transaction_timestamp, fraud_probability, "
         f"is_flagged from {scores_relation} where model_name = ? "

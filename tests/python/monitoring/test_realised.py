@@ -70,3 +70,59 @@ def test_judge_warns_below_the_training_floor_and_skips_without_data() -> None:
     assert {c.status for c in skipped} == {"skipped"}
     assert "labels still arriving" in skipped[0].message
     assert all(c.status != "breach" for c in checks.values())
+
+
+def test_maturity_is_judged_from_the_newest_label_not_the_clock(tmp_path, monkeypatch) -> None:
+    """A label feed extracted on 2026-10-31, monitored on 2026-12-02: the days are as mature as
+    the time since the feed's newest label. Judged from the clock, 2026-10-25 would count as
+    matured and its flag, whose fraud is not reported yet, as a false one."""
+    import duckdb
+
+    from ml import warehouse as wh_mod
+
+    monkeypatch.setenv("FRAUD_WAREHOUSE_DIR", str(tmp_path))
+    duckdb.connect(str(tmp_path / "fraud.duckdb")).close()  # an empty warehouse file
+    scores = pd.concat(
+        [
+            SCORES,
+            pd.DataFrame(
+                {
+                    "transaction_id": ["t6"],
+                    "customer_id": ["e"],
+                    "transaction_timestamp": pd.to_datetime(["2026-10-25 08:00"]),
+                    "fraud_probability": [0.95],
+                    "is_flagged": [True],
+                }
+            ),
+        ],
+        ignore_index=True,
+    ).assign(model_name="m", model_version=3)
+    labels = pd.DataFrame(  # t1 reported 2026-10-05, t5 on 2026-10-31 (the extract's end)
+        {
+            "transaction_id": ["t1", "t5"],
+            "label_known_at": pd.to_datetime(["2026-10-05 00:00", "2026-10-31 12:00"]),
+        }
+    )
+    with wh_mod.connected("local") as wh:
+        for schema, name, frame in (
+            ("gold", "transaction_fraud_scores", scores),
+            ("silver", "fraud_labels", labels),
+        ):
+            wh.execute(f"create schema if not exists {wh.schema_ref(schema)}")
+            wh.connection.register("frame", frame)
+            wh.execute(f"create table {wh.relation(schema, name)} as select * from frame")
+            wh.connection.unregister("frame")
+        out = rz.read_realised(
+            wh,
+            "m",
+            "3",
+            window_start=datetime(2026, 11, 2),
+            window_end=datetime(2026, 12, 2),
+            training={"precision": 0.9},
+            maturity_days=14,
+        )
+    assert out.labels_known_by == datetime(2026, 10, 31, 12)
+    daily = out.per_day.set_index("day")
+    assert bool(daily.loc[pd.Timestamp("2026-10-01"), "is_matured"])
+    assert not daily.loc[pd.Timestamp("2026-10-20") :, "is_matured"].any()
+    assert out.matured_precision == pytest.approx(0.5)  # day 1 only: t1 of t1, t2
