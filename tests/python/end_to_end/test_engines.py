@@ -64,6 +64,7 @@ NOT_ON_ENGINES = dict.fromkeys(engines.python_models(), engines.PYTHON_MODEL_REA
 # Tables the fixture leaves empty on purpose (equal when empty, and only then).
 EMPTY_BY_DESIGN = {
     "audit.model_promotions": "dbt creates it empty; fraud-promote appends the decisions",
+    "audit.online_predictions": "empty without var decision_log_path: no online decisions here",
 }
 MASK_TEST = "test.fraud_detection.assert_mask_email_edge_cases"
 BATCH_CUT = "2026-10-01"  # the fixture spans 2026-09-02 .. 2026-11-01 (plus dirty rows)
