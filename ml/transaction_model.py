@@ -207,7 +207,7 @@ def _leaf_tables(booster: Any) -> list[np.ndarray]:
     return tables
 
 
-_LEAF_TABLES: dict[int, tuple[Any, list[np.ndarray], np.ndarray]] = {}
+_LEAF_TABLES: dict[int, tuple[Any, list[np.ndarray]]] = {}
 
 
 def path_contributions(booster: Any, matrix: np.ndarray, num_threads: int = 0) -> np.ndarray:
@@ -222,34 +222,16 @@ def path_contributions(booster: Any, matrix: np.ndarray, num_threads: int = 0) -
     held equal to this by tests/python/scoring/test_boosted_evaluator.py)."""
     key = id(booster)
     if key not in _LEAF_TABLES or _LEAF_TABLES[key][0] is not booster:
-        built = _leaf_tables(booster)
-        _LEAF_TABLES[key] = (booster, built, _stacked(built))
-    _, tables, stacked = _LEAF_TABLES[key]
+        _LEAF_TABLES[key] = (booster, _leaf_tables(booster))
+    _, tables = _LEAF_TABLES[key]
     leaves = np.asarray(
         booster.predict(matrix, pred_leaf=True, num_threads=num_threads), dtype=np.int64
     )
     if leaves.ndim == 1:
         leaves = leaves[:, None]
-    if leaves.shape[0] <= _GATHER_MAX_ROWS:
-        # few rows (the real-time path): one gather over all trees, (rows, trees, features)
-        return stacked[np.arange(len(tables))[None, :], leaves].sum(axis=1)
     out = np.zeros((matrix.shape[0], booster.num_feature()))
     for t, table in enumerate(tables):
         out += table[leaves[:, t]]
-    return out
-
-
-_GATHER_MAX_ROWS = 64  # above: tree by tree (the gather's memory grows with rows x trees)
-
-
-def _stacked(tables: list[np.ndarray]) -> np.ndarray:
-    """The leaf tables as one (trees, max leaves, features) array, zero-padded."""
-    if not tables:
-        return np.zeros((0, 1, 0))
-    leaves = max(t.shape[0] for t in tables)
-    out = np.zeros((len(tables), leaves, tables[0].shape[1]))
-    for i, table in enumerate(tables):
-        out[i, : table.shape[0]] = table
     return out
 
 
