@@ -71,12 +71,17 @@ def flag(scores: np.ndarray, threshold: float, kind: str) -> np.ndarray:
     return scores >= threshold
 
 
-def confidence(scores: np.ndarray, threshold: float, flagged: np.ndarray) -> np.ndarray:
+def confidence(
+    scores: np.ndarray, threshold: float | np.ndarray, flagged: np.ndarray
+) -> np.ndarray:
     """Distance from the decision threshold over the largest possible distance on that side
-    (scores in [0, 1]); 0 on the boundary, 1 at the extreme. See the module docstring."""
+    (scores in [0, 1]); 0 on the boundary, 1 at the extreme. See the module docstring.
+    ``threshold``: one for all scores, or one per score (online decisions carry their
+    version's)."""
     scores = np.asarray(scores, dtype="float64")
-    above = (scores - threshold) / max(1.0 - threshold, 1e-12)
-    below = (threshold - scores) / max(threshold, 1e-12)
+    threshold = np.asarray(threshold, dtype="float64")
+    above = (scores - threshold) / np.maximum(1.0 - threshold, 1e-12)
+    below = (threshold - scores) / np.maximum(threshold, 1e-12)
     return np.clip(np.where(flagged, above, below), 0.0, 1.0)
 
 

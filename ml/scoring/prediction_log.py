@@ -191,7 +191,7 @@ def online_log_rows(online: pd.DataFrame, dbt_invocation_id: str) -> pd.DataFram
             ),
             "is_anomaly": online["is_flagged"].astype(bool),
             "confidence": pd.Series(
-                _row_confidence(score, threshold, flagged), index=online.index, dtype="float64"
+                confidence(score, threshold, flagged), index=online.index, dtype="float64"
             ),
             "score": online["score"].astype("float64"),
             "risk_band": online["risk_band"].astype("string"),
@@ -207,16 +207,6 @@ def online_log_rows(online: pd.DataFrame, dbt_invocation_id: str) -> pd.DataFram
         }
     )
     return out[list(AUDIT_COLUMNS)].reset_index(drop=True)
-
-
-def _row_confidence(score: np.ndarray, threshold: np.ndarray, flagged: np.ndarray) -> np.ndarray:
-    """``ml.scores.confidence`` with a threshold per row (each decision carries its
-    version's)."""
-    out = np.empty(len(score), dtype="float64")
-    for value in np.unique(threshold):
-        rows = threshold == value
-        out[rows] = confidence(score[rows], float(value), flagged[rows])
-    return out
 
 
 def not_yet_logged(rows: pd.DataFrame, existing_ids: Sequence[str]) -> pd.DataFrame:
