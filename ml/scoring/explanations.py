@@ -75,7 +75,8 @@ def explained_contributions(
 ) -> pd.DataFrame:
     """The rule's contributions for given flags (rows of ``X`` by ``FEATURE_COLUMNS``):
     exact TreeSHAP for the ``flagged`` rows, the path attribution for the rest; ``compiled``
-    (LightGBM) from the compiled kernel, else LightGBM's ``pred_leaf`` and numpy's gather."""
+    (LightGBM) from the compiled kernel, else LightGBM's ``pred_leaf`` and numpy
+    (``ml.transaction_model.path_contributions``)."""
     booster = booster_of(pipeline)
     if booster is None:
         return contributions(pipeline, X)
